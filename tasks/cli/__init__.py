@@ -1,0 +1,16 @@
+"""The invoke collection: one flat namespace, so ``invoke build`` and ``invoke smoke`` work."""
+
+from __future__ import annotations
+
+from invoke.collection import Collection
+
+from tasks.settings import DEFAULTS
+
+ns = Collection()
+ns.configure({"compatbuild": dict(DEFAULTS)})
+
+from tasks.cli import inputs  # noqa: E402
+
+for module in (inputs,):
+    for t in module.TASKS:
+        ns.add_task(t)

@@ -1,0 +1,38 @@
+"""What every invoke task shares: settings from config, and errors turned into exits."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from tasks.errors import CompatError
+from tasks.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOCK_HELP = "lockfile to use (default: config compatbuild.lock, i.e. ./rsrc.lock.toml)"
+
+
+def settings(c: Context, lock: str = "") -> Settings:
+    """Resolve Settings from invoke config (invoke.yaml, INVOKE_COMPATBUILD_* env) and flags."""
+    cfg = c.config.get("compatbuild", {}) if hasattr(c, "config") else {}
+    return Settings.from_mapping(dict(cfg), lock=lock)
+
+
+def reports_errors(func: F) -> F:
+    """Turn a CompatError into ``invoke.Exit``: one line on stderr, the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CompatError as exc:
+            raise Exit(f"compatbuild: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("compatbuild: interrupted", code=130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,67 @@
+"""Tasks for the trusted inputs: download, verify, lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from tasks import download, lockfile, pins, verify
+from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.store import Store
+
+
+@task(
+    name="download",
+    help={
+        "lock": LOCK_HELP,
+        "only": "fetch just this artifact, key or rpm name",
+        "jobs": "downloads at once (default: config compatbuild.jobs)",
+    }
+)
+@reports_errors
+def download_(c: Context, lock: str = "", only: str = "", jobs: int = 0) -> None:
+    """Fetch every lockfile input into the content-addressed cache (resumable, cached)."""
+    s = settings(c, lock)
+    if jobs:
+        s = type(s)(**{**s.__dict__, "jobs": jobs})
+    download.fetch_all(lockfile.load(s.lock), s, only=only or None)
+
+
+@task(name="verify", help={"lock": LOCK_HELP, "only": "verify just this artifact"})
+@reports_errors
+def verify_(c: Context, lock: str = "", only: str = "") -> None:
+    """Check sha256, pinned-fingerprint signatures and signed checksum lists of the inputs."""
+    s = settings(c, lock)
+    verify.verify_all(lockfile.load(s.lock), Store(s.cache), only=only or None)
+
+
+@task(
+    name="lock",
+    help={
+        "lock": LOCK_HELP,
+        "rust": "re-pin the rust artifact to this version from its signed channel manifest",
+    }
+)
+@reports_errors
+def lock_(c: Context, lock: str = "", rust: str = "") -> None:
+    """Refresh pins: record unknown key hashes on first verified fetch; re-pin Rust."""
+    s = settings(c, lock)
+    store = Store(s.cache)
+    if rust:
+
+        def fetch_url(url: str) -> Path:
+            name = lockfile.url_basename(url)
+            res = lockfile.Resource(f"channel file {name}", url, name, None)
+            return download.fetch(res, store, mirror=s.mirror).path
+
+        pins.refresh_rust(s.lock, store, version=rust, fetch=fetch_url)
+    lf = lockfile.load(s.lock)
+    download.fetch_all(lf, s)
+    verify.verify_all(lf, store)
+    if not pins.record_unpinned(s.lock, store, print):
+        print(f"{s.lock.name}: no unpinned key hashes to record")
+
+
+TASKS = [download_, verify_, lock_]

@@ -1,0 +1,369 @@
+"""Parse and validate ``rsrc.lock.toml``: every upstream input, pinned.
+
+The lockfile is the single source of trust. It is parsed with :mod:`tomllib` into frozen
+dataclasses and validated field by field; every error names the file, the entry and the
+field, e.g. ``rsrc.lock.toml: artifact 'llvm': sha256 must be 64 hex digits``.
+
+Schema 1::
+
+    schema = 1
+    [target]            name, glibc ("2.18")
+    [base]              image (a reference), digest (registry manifest digest) and/or id
+    [[key]]             name, url, sha256 (optional), fingerprints = [...]
+    [[artifact]]        name, url, sha256, filename (optional), alt_urls (optional),
+                        signature_url + key (optional detached signature),
+                        checksums_url + checksums_signature_url + key (optional signed list)
+    [[rpm]]             name, url, sha256
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from tasks.errors import LockfileError
+
+SCHEMA_VERSION = 1
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_FPR = re.compile(r"^[0-9A-F]{40}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_GLIBC = re.compile(r"^\d+\.\d+$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_URL_SCHEMES = ("http", "https", "file")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The system the libraries must load on."""
+
+    name: str
+    glibc: str
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """The base image: a reference plus a registry digest and/or a local image id."""
+
+    image: str
+    digest: str | None = None
+    id: str | None = None
+
+    @property
+    def pull_ref(self) -> str:
+        """The reference to pull: by digest when one is pinned."""
+        if self.digest:
+            return f"{self.image.split('@')[0]}@{self.digest}"
+        return self.image
+
+
+@dataclass(frozen=True)
+class Key:
+    """A signing key file and the fingerprints it may sign with."""
+
+    name: str
+    url: str
+    fingerprints: tuple[str, ...]
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A pinned upstream file, with optional detached signature or signed checksum list."""
+
+    name: str
+    url: str
+    sha256: str
+    filename: str
+    alt_urls: tuple[str, ...] = ()
+    signature_url: str | None = None
+    checksums_url: str | None = None
+    checksums_signature_url: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Rpm:
+    """A pinned Fedora package, installed offline into the rpms stage."""
+
+    name: str
+    url: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return url_basename(self.url)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One thing to fetch: a URL, its file name, and its sha256 when pinned."""
+
+    label: str
+    url: str
+    filename: str
+    sha256: str | None
+    alt_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lockfile:
+    """A parsed, validated lockfile."""
+
+    path: Path
+    target: Target
+    base: BaseImage
+    keys: tuple[Key, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    rpms: tuple[Rpm, ...] = ()
+    schema: int = SCHEMA_VERSION
+
+    def artifact(self, name: str) -> Artifact:
+        """The artifact called ``name``, or a LockfileError naming what is there."""
+        for a in self.artifacts:
+            if a.name == name:
+                return a
+        have = ", ".join(a.name for a in self.artifacts) or "none"
+        raise LockfileError(f"{self.path.name}: no artifact '{name}' (have: {have})")
+
+    def key(self, name: str) -> Key:
+        for k in self.keys:
+            if k.name == name:
+                return k
+        raise LockfileError(f"{self.path.name}: no key '{name}'")
+
+    def resources(self, only: str | None = None) -> Iterator[Resource]:
+        """Every file the lockfile names, or those of one artifact/key/rpm name."""
+        for a in self.artifacts:
+            if only in (None, a.name):
+                yield Resource(f"artifact {a.name}", a.url, a.filename, a.sha256, a.alt_urls)
+                if a.signature_url:
+                    yield _unpinned(f"signature of {a.name}", a.signature_url)
+                if a.checksums_url:
+                    yield _unpinned(f"checksums of {a.name}", a.checksums_url)
+                if a.checksums_signature_url:
+                    yield _unpinned(f"checksums signature of {a.name}", a.checksums_signature_url)
+                if a.key and only is not None:
+                    k = self.key(a.key)
+                    yield Resource(f"key {k.name}", k.url, url_basename(k.url), k.sha256)
+        for k in self.keys:
+            if only in (None, k.name):
+                yield Resource(f"key {k.name}", k.url, url_basename(k.url), k.sha256)
+        for r in self.rpms:
+            if only in (None, r.name):
+                yield Resource(f"rpm {r.name}", r.url, r.filename, r.sha256)
+
+
+def _unpinned(label: str, url: str) -> Resource:
+    return Resource(label, url, url_basename(url), None)
+
+
+def url_basename(url: str) -> str:
+    """The last path segment of a URL, decoded."""
+    return unquote(urlparse(url).path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def load(path: Path) -> Lockfile:
+    """Read and validate a lockfile; raise LockfileError naming file, entry and field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LockfileError(f"{path}: lockfile not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockfileError(f"{path}: cannot read lockfile: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LockfileError(f"{path.name}: not valid TOML: {exc}") from None
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> Lockfile:
+    """Validate an already-decoded lockfile mapping."""
+    v = _Validator(path.name)
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise LockfileError(
+            f"{path.name}: unknown schema version {schema!r} (this compatbuild reads {SCHEMA_VERSION})"
+        )
+    v.unknown(data, "top level", {"schema", "target", "base", "key", "artifact", "rpm"})
+    target_t = v.table(data, "target", "target")
+    v.unknown(target_t, "target", {"name", "glibc"})
+    target = Target(
+        name=v.name(target_t, "target"),
+        glibc=v.required(target_t, "target", "glibc", pattern=_GLIBC, what="a version like 2.18"),
+    )
+    base_t = v.table(data, "base", "base")
+    v.unknown(base_t, "base", {"image", "digest", "id"})
+    base = BaseImage(
+        image=v.required(base_t, "base", "image"),
+        digest=v.string(base_t, "base", "digest", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
+        id=v.string(base_t, "base", "id", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
+    )
+    if not base.digest and not base.id:
+        raise LockfileError(f"{path.name}: base: pin the image with 'digest' or 'id'")
+
+    keys = tuple(v.each(data, "key", _key))
+    artifacts = tuple(v.each(data, "artifact", _artifact))
+    rpms = tuple(v.each(data, "rpm", _rpm))
+    key_names = {k.name for k in keys}
+    for a in artifacts:
+        signed = a.signature_url or a.checksums_signature_url
+        if signed and not a.key:
+            raise LockfileError(f"{path.name}: artifact '{a.name}': key is required with a signature")
+        if a.key and a.key not in key_names:
+            raise LockfileError(f"{path.name}: artifact '{a.name}': key '{a.key}' is not a [[key]]")
+        if a.checksums_url and not a.checksums_signature_url:
+            raise LockfileError(
+                f"{path.name}: artifact '{a.name}': checksums_url needs checksums_signature_url"
+            )
+    return Lockfile(path=path, target=target, base=base, keys=keys, artifacts=artifacts, rpms=rpms)
+
+
+def _key(v: _Validator, t: dict[str, Any], where: str) -> Key:
+    v.unknown(t, where, {"name", "url", "sha256", "fingerprints"})
+    fprs = t.get("fingerprints")
+    if not isinstance(fprs, list) or not fprs:
+        raise LockfileError(f"{v.file}: {where}: fingerprints must be a non-empty list")
+    clean = []
+    for f in fprs:
+        f2 = f.replace(" ", "").upper() if isinstance(f, str) else ""
+        if not _FPR.match(f2):
+            raise LockfileError(f"{v.file}: {where}: fingerprint {f!r} must be 40 hex digits")
+        clean.append(f2)
+    return Key(
+        name=v.name(t, where),
+        url=v.url(t, where, "url"),
+        sha256=v.sha256(t, where, optional=True),
+        fingerprints=tuple(clean),
+    )
+
+
+def _artifact(v: _Validator, t: dict[str, Any], where: str) -> Artifact:
+    v.unknown(
+        t,
+        where,
+        {"name", "url", "sha256", "filename", "alt_urls", "signature_url", "checksums_url",
+         "checksums_signature_url", "key", "note"},
+    )
+    url = v.url(t, where, "url")
+    alt = t.get("alt_urls", [])
+    if not isinstance(alt, list):
+        raise LockfileError(f"{v.file}: {where}: alt_urls must be a list of URLs")
+    filename = v.string(t, where, "filename", pattern=_NAME, what="a plain file name", optional=True)
+    return Artifact(
+        name=v.name(t, where),
+        url=url,
+        sha256=v.sha256(t, where, optional=False) or "",
+        filename=filename or _safe_filename(v, where, url),
+        alt_urls=tuple(v.url({"u": u}, where, "u") for u in alt),
+        signature_url=v.url(t, where, "signature_url", optional=True),
+        checksums_url=v.url(t, where, "checksums_url", optional=True),
+        checksums_signature_url=v.url(t, where, "checksums_signature_url", optional=True),
+        key=v.string(t, where, "key", pattern=_NAME, optional=True),
+    )
+
+
+def _rpm(v: _Validator, t: dict[str, Any], where: str) -> Rpm:
+    v.unknown(t, where, {"name", "url", "sha256"})
+    url = v.url(t, where, "url")
+    _safe_filename(v, where, url)
+    return Rpm(name=v.name(t, where), url=url, sha256=v.sha256(t, where, optional=False) or "")
+
+
+def _safe_filename(v: _Validator, where: str, url: str) -> str:
+    name = url_basename(url)
+    if not _NAME.match(name):
+        raise LockfileError(f"{v.file}: {where}: url must end in a plain file name, not {name!r}")
+    return name
+
+
+class _Validator:
+    """Small typed accessors that raise LockfileError naming file, entry and field."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.seen: dict[str, set[str]] = {}
+
+    def table(self, data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+        t = data.get(key)
+        if not isinstance(t, dict):
+            raise LockfileError(f"{self.file}: [{where}] table is missing")
+        return t
+
+    def each(self, data: dict[str, Any], kind: str, make: Any) -> Iterator[Any]:
+        items = data.get(kind, [])
+        if not isinstance(items, list):
+            raise LockfileError(f"{self.file}: '{kind}' must be an array of tables ([[{kind}]])")
+        names = self.seen.setdefault(kind, set())
+        for i, t in enumerate(items):
+            if not isinstance(t, dict):
+                raise LockfileError(f"{self.file}: {kind} #{i + 1} must be a table")
+            label = t.get("name") if isinstance(t.get("name"), str) else f"#{i + 1}"
+            where = f"{kind} '{label}'"
+            obj = make(self, t, where)
+            if obj.name in names:
+                raise LockfileError(f"{self.file}: {where}: duplicate name")
+            names.add(obj.name)
+            yield obj
+
+    def unknown(self, t: dict[str, Any], where: str, allowed: set[str]) -> None:
+        extra = sorted(set(t) - allowed)
+        if extra:
+            raise LockfileError(f"{self.file}: {where}: unknown field '{extra[0]}'")
+
+    def string(
+        self,
+        t: dict[str, Any],
+        where: str,
+        key: str,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        what: str = "",
+        optional: bool = False,
+    ) -> str | None:
+        value = t.get(key)
+        if value is None or value == "":
+            if optional:
+                return None
+            raise LockfileError(f"{self.file}: {where}: {key} is missing")
+        if not isinstance(value, str):
+            raise LockfileError(f"{self.file}: {where}: {key} must be a string")
+        if pattern is not None and not pattern.match(value):
+            raise LockfileError(
+                f"{self.file}: {where}: {key} must be {what or 'a safe name'}, not {value!r}"
+            )
+        return value
+
+    def required(
+        self, t: dict[str, Any], where: str, key: str, *, pattern: re.Pattern[str] | None = None,
+        what: str = "",
+    ) -> str:
+        value = self.string(t, where, key, pattern=pattern, what=what)
+        assert value is not None
+        return value
+
+    def name(self, t: dict[str, Any], where: str) -> str:
+        value = self.string(t, where, "name", pattern=_NAME,
+                            what="letters, digits and ._+- (no '/' or '..')")
+        assert value is not None
+        return value
+
+    def sha256(self, t: dict[str, Any], where: str, *, optional: bool) -> str | None:
+        value = self.string(t, where, "sha256", optional=optional)
+        if value is not None and not _HEX64.match(value):
+            raise LockfileError(f"{self.file}: {where}: sha256 must be 64 hex digits")
+        return value
+
+    def url(self, t: dict[str, Any], where: str, key: str, *, optional: bool = False) -> Any:
+        value = self.string(t, where, key, optional=optional)
+        if value is None:
+            return None
+        scheme = urlparse(value).scheme
+        if scheme not in _URL_SCHEMES:
+            raise LockfileError(
+                f"{self.file}: {where}: {key} must be an http, https or file URL, not {value!r}"
+            )
+        return value

@@ -1,0 +1,53 @@
+"""The pipeline steps composed: what each task runs before its own work, checked fast.
+
+Idempotency lives here, not in invoke ``pre=``: each step checks its cache and returns at
+once when there is nothing to do, so calling ``image`` after ``download`` costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tasks import download, stages, verify
+from tasks.docker_client import Docker
+from tasks.lockfile import Lockfile
+from tasks.settings import Settings
+from tasks.store import Store
+
+Log = Callable[[str], None]
+
+
+def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: Log = print) -> None:
+    """Download and verify the named artifacts (and the pinned RPMs when asked for 'rpms')."""
+    store = Store(settings.cache)
+    for name in names:
+        if name == "rpms":
+            for rpm in lock.rpms:
+                download.fetch_all(lock, settings, only=rpm.name, log=_quiet(log))
+            continue
+        download.fetch_all(lock, settings, only=name, log=_quiet(log))
+        verify.verify_all(lock, store, only=name, log=_quiet(log))
+
+
+def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log = print,
+          on_line: Log = print) -> str:
+    """Every stage up to ``upto``, inputs fetched and verified first; returns its tag."""
+    needed: list[str] = []
+    for s in stages.chain(upto):
+        needed.extend(s.artifacts)
+        if s.rpms:
+            needed.append("rpms")
+    inputs_ready(lock, settings, needed, log)
+    plans = stages.ensure_stages(dk, lock, Store(settings.cache), upto, log=log, on_line=on_line)
+    return plans[-1].tag
+
+
+def _quiet(log: Log) -> Log:
+    """Pass on what was done, drop the 'nothing to do' summaries of cached steps."""
+
+    def inner(line: str) -> None:
+        if " 0 downloaded" in line or ("0 fresh" in line and "verified" in line):
+            return
+        log(line)
+
+    return inner

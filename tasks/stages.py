@@ -1,0 +1,245 @@
+"""The builder image, one cached stage per component, each tagged by a digest of its inputs.
+
+    base -> rpms -> make -> cmake -> llvm -> rust -> builder
+              \\-> smoke (the dlopen harness, compiled by the target's gcc)
+
+A stage's tag is ``compatbuild/<stage>:<digest>`` where the digest covers the stage's
+Dockerfile folder, the sha256 of every artifact it copies in, and the parent's tag. So the
+tag names the inputs: when it exists, the stage is done and the daemon's builder is never
+contacted; changing the Rust pin changes only the rust and builder tags, never llvm's.
+Images are labelled with their inputs so ``invoke images`` can list and prune them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.docker_client import LABEL_PREFIX, Docker
+from tasks.errors import DockerError, LockfileError
+from tasks.lockfile import Lockfile
+from tasks.store import Store
+
+DOCKER_DIR = Path(__file__).resolve().parent.parent / "docker"
+REPO = "compatbuild"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One image stage: its parent stage and the lockfile artifacts it copies in."""
+
+    name: str
+    parent: str
+    artifacts: tuple[str, ...] = ()
+    rpms: bool = False
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("rpms", "base", rpms=True),
+    Stage("make", "rpms", ("make",)),
+    Stage("cmake", "make", ("cmake",)),
+    Stage("llvm", "cmake", ("llvm", "clang", "lld")),
+    Stage("rust", "llvm", ("rust",)),
+    Stage("builder", "rust"),
+    Stage("smoke", "rpms"),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file in a stage's build context: its path there and the sha256 of its bytes."""
+
+    arcname: str
+    sha256: str
+    source: Path
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A stage resolved against a lockfile: what goes in, and the tag that names it."""
+
+    stage: Stage
+    parent_tag: str
+    inputs: tuple[Input, ...]
+
+    @property
+    def digest(self) -> str:
+        material = {
+            "stage": self.stage.name,
+            "parent": self.parent_tag,
+            "inputs": sorted((i.arcname, i.sha256) for i in self.inputs),
+        }
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def tag(self) -> str:
+        return f"{REPO}/{self.stage.name}:{self.digest[:20]}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            f"{LABEL_PREFIX}.project": REPO,
+            f"{LABEL_PREFIX}.stage": self.stage.name,
+            f"{LABEL_PREFIX}.parent": self.parent_tag,
+            f"{LABEL_PREFIX}.inputs": json.dumps({i.arcname: i.sha256 for i in self.inputs}),
+        }
+
+
+def stage(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise LockfileError(f"no image stage '{name}' (stages: {', '.join(STAGE_NAMES)})")
+
+
+def chain(upto: str) -> list[Stage]:
+    """The stages from the first one to ``upto``, parents first."""
+    out: list[Stage] = []
+    s = stage(upto)
+    while True:
+        out.append(s)
+        if s.parent == "base":
+            return out[::-1]
+        s = stage(s.parent)
+
+
+def base_tag(lock: Lockfile) -> str:
+    pin = lock.base.id or lock.base.digest or ""
+    return f"{REPO}/base:{hashlib.sha256(pin.encode()).hexdigest()[:20]}"
+
+
+def plan(lock: Lockfile, store: Store, upto: str) -> list[Plan]:
+    """Resolve each stage up to ``upto`` to its inputs and tag, without touching Docker."""
+    plans: list[Plan] = []
+    parent = base_tag(lock)
+    for s in chain(upto):
+        inputs = _folder_inputs(DOCKER_DIR / s.name)
+        for name in s.artifacts:
+            a = lock.artifact(name)
+            inputs.append(Input(f"inputs/{name}/{a.filename}", a.sha256, store.path(a.sha256)))
+        if s.rpms:
+            inputs.extend(Input(f"rpms/{r.filename}", r.sha256, store.path(r.sha256)) for r in lock.rpms)
+        p = Plan(s, parent, tuple(inputs))
+        plans.append(p)
+        parent = p.tag
+    return plans
+
+
+def _folder_inputs(folder: Path) -> list[Input]:
+    if not (folder / "Dockerfile").is_file():
+        raise DockerError(f"{folder}/Dockerfile is missing")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return [
+        Input(p.relative_to(folder).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest(), p)
+        for p in files
+    ]
+
+
+def ensure_base(dk: Docker, lock: Lockfile, log: Log) -> str:
+    """Tag the pinned base image as ``compatbuild/base:<pin>``; pull by digest if needed."""
+    tag = base_tag(lock)
+    if dk.image(tag) is not None:
+        return tag
+    image = dk.image(lock.base.id) if lock.base.id else None
+    if image is None and lock.base.digest:
+        image = dk.image(lock.base.pull_ref)
+        if image is None:
+            log(f"Pulling base image {lock.base.pull_ref}")
+            image = dk.pull(lock.base.pull_ref)
+    if image is None:
+        raise DockerError(
+            f"base image {lock.base.image} ({lock.base.id}) is not present and has no digest to "
+            "pull; for the local test profile run `invoke test-profile`"
+        )
+    if lock.base.id and image.id != lock.base.id:
+        raise DockerError(
+            f"base image {lock.base.pull_ref} has id {image.id}, lockfile pins {lock.base.id}"
+        )
+    dk.tag(str(image.id), tag)
+    return tag
+
+
+def build_context(p: Plan) -> io.BufferedRandom:
+    """A tar of exactly the stage's inputs (never the whole cache), in a temporary file."""
+    f = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=f, mode="w") as tar:
+        dirs = {"rpms"} if p.stage.rpms else set()
+        for d in sorted(dirs):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for i in p.inputs:
+            if not i.source.is_file():
+                raise DockerError(
+                    f"stage {p.stage.name}: {i.arcname} is not in the cache; run `invoke download`"
+                )
+            info = tar.gettarinfo(str(i.source), arcname=i.arcname)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o755 if i.source.stat().st_mode & 0o111 else 0o644
+            with i.source.open("rb") as src:
+                tar.addfile(info, src)
+    f.seek(0)
+    return f
+
+
+def ensure_stages(
+    dk: Docker,
+    lock: Lockfile,
+    store: Store,
+    upto: str,
+    *,
+    log: Log = print,
+    on_line: Log = print,
+) -> list[Plan]:
+    """Build every stage up to ``upto`` whose tag does not exist yet; return the plans."""
+    plans = plan(lock, store, upto)
+    ensure_base(dk, lock, log)
+    for p in plans:
+        if dk.image(p.tag) is not None:
+            continue
+        with store.lock(f"stage {p.tag}"):
+            if dk.image(p.tag) is not None:  # another process built it while we waited
+                continue
+            log(f"Building stage {p.stage.name} ({p.tag})")
+            started = time.monotonic()
+            with build_context(p) as ctx:
+                dk.build(
+                    ctx,
+                    tag=p.tag,
+                    buildargs={"PARENT": p.parent_tag},
+                    labels=p.labels,
+                    on_line=on_line,
+                    what=f"stage {p.stage.name}",
+                )
+            log(f"Built stage {p.stage.name} in {time.monotonic() - started:.0f}s")
+    return plans
+
+
+def project_images(dk: Docker) -> list[tuple[str, str, str]]:
+    """(stage, tag, id) of every compatbuild image on the daemon."""
+    rows = []
+    for img in dk.images(f"{LABEL_PREFIX}.project={REPO}"):
+        stage_name = (img.labels or {}).get(f"{LABEL_PREFIX}.stage", "?")
+        for t in img.tags or ["<untagged>"]:
+            rows.append((stage_name, t, str(img.id)))
+    return sorted(rows)
+
+
+def prune(dk: Docker, keep: set[str], log: Log = print) -> list[str]:
+    """Remove compatbuild images whose tag is not in ``keep`` (the current lockfile's)."""
+    removed = []
+    for _stage, t, image_id in project_images(dk):
+        if t not in keep:
+            dk.remove_image(t if t != "<untagged>" else image_id)
+            log(f"Removed {t}")
+            removed.append(t)
+    return removed

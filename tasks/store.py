@@ -1,0 +1,128 @@
+"""The content-addressed cache: ``<root>/sha256/ab/<hex>``, and nothing half-written in it.
+
+Layout under the cache root (``COMPATBUILD_CACHE`` or invoke config moves it)::
+
+    CACHEDIR.TAG          marks the tree as a cache for backup tools
+    sha256/ab/<hex>       complete files, named by the sha256 of their bytes
+    urls/<key>.json       url -> sha256 for files the lockfile does not pin (signatures)
+    partial/<key>.part    bytes of an interrupted download, resumed with a Range request
+    locks/<key>.lock      one filelock per URL or output
+    verified/<key>.json   stamps of successful verifications
+    quarantine/           files that failed their hash, moved aside, never used
+
+A file reaches ``sha256/`` only by ``os.replace`` after its hash was checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from tasks.errors import CompatError
+
+CHUNK = 1 << 20
+_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by compatbuild.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
+def sha256_file(path: Path) -> str:
+    """Stream a file through sha256."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def key_of(text: str) -> str:
+    """A stable file-name-safe key for a URL or any string."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Store:
+    """A content-addressed file store rooted at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def ensure(self) -> None:
+        try:
+            for sub in ("sha256", "urls", "partial", "locks", "verified", "quarantine"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            tag = self.root / "CACHEDIR.TAG"
+            if not tag.exists():
+                write_atomic(tag, _TAG.encode())
+        except OSError as exc:
+            raise CompatError(f"cache {self.root}: {exc.strerror or exc}") from None
+
+    def path(self, sha256: str) -> Path:
+        return self.root / "sha256" / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def partial(self, url: str) -> Path:
+        return self.root / "partial" / f"{key_of(url)}.part"
+
+    @contextmanager
+    def lock(self, name: str, timeout: float = -1) -> Iterator[None]:
+        """Hold the cross-process lock ``locks/<key>.lock``."""
+        self.ensure()
+        with filelock.FileLock(str(self.root / "locks" / f"{key_of(name)[:32]}.lock"), timeout=timeout):
+            yield
+
+    def url_hash(self, url: str) -> str | None:
+        """The sha256 recorded for an unpinned URL, if its bytes are still cached."""
+        try:
+            data = json.loads((self.root / "urls" / f"{key_of(url)}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        sha = data.get("sha256")
+        return sha if isinstance(sha, str) and self.has(sha) else None
+
+    def record_url(self, url: str, sha256: str, size: int) -> None:
+        entry = {"url": url, "sha256": sha256, "size": size}
+        write_atomic(self.root / "urls" / f"{key_of(url)}.json", json.dumps(entry).encode())
+
+    def adopt(self, tmp: Path, sha256: str) -> Path:
+        """Move a fully verified temporary file into place under its hash."""
+        dest = self.path(sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return dest
+
+    def quarantine(self, tmp: Path, label: str) -> Path:
+        """Move a file that failed its check aside, where nothing will use it."""
+        dest = self.root / "quarantine" / f"{int(time.time())}-{key_of(label)[:12]}-{tmp.name}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return dest
+
+    def stamp(self, material: dict[str, Any]) -> Path:
+        return self.root / "verified" / f"{key_of(json.dumps(material, sort_keys=True))}.json"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to an adjacent temporary file, fsync it, and ``os.replace`` it in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

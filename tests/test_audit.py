@@ -1,0 +1,436 @@
+"""Tests for tasks.audit against real shared objects built here with gcc and cargo.
+
+Every library is really linked on this machine (Debian 12, glibc 2.36, binutils 2.40);
+readelf is the independent witness the audit is compared with.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tasks.audit import (
+    DEFAULT_ALLOWED_NEEDED,
+    LibraryAudit,
+    SymbolNeed,
+    VersionNeed,
+    audit_library,
+    audit_paths,
+    format_report,
+    raise_on_violation,
+    report_json,
+)
+from tasks.errors import AuditError, CompatError
+
+SYSTEM_LIBS = [
+    Path("/lib/x86_64-linux-gnu/libz.so.1"),
+    Path("/lib/x86_64-linux-gnu/libstdc++.so.6"),
+    Path("/lib/x86_64-linux-gnu/libc.so.6"),
+    Path("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+]
+
+RUST_LIB_RS = """\
+use std::cell::RefCell;
+
+extern "C" {
+    fn malloc(size: usize) -> *mut u8;
+    fn free(ptr: *mut u8);
+}
+
+thread_local! {
+    static CALLS: RefCell<Vec<u32>> = RefCell::new(Vec::new());
+}
+
+#[no_mangle]
+pub extern "C" fn test() -> i32 {
+    let block = unsafe { malloc(64) };
+    unsafe { free(block) };
+    println!("hello from the audit test cdylib");
+    CALLS.with(|calls| calls.borrow_mut().push(1));
+    std::thread::spawn(|| 41).join().unwrap() + 1
+}
+"""
+
+RUST_CARGO_TOML = """\
+[package]
+name = "auditprobe"
+version = "0.1.0"
+edition = "2021"
+
+[lib]
+crate-type = ["cdylib"]
+"""
+
+
+def run(args: list[str | Path], cwd: Path | None = None) -> str:
+    result = subprocess.run(  # noqa: S603 - an argument list of our own, no shell
+        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def gcc_shared(out: Path, source: str, *extra: str | Path) -> Path:
+    src = out.with_suffix(".c")
+    src.write_text(source)
+    run(["gcc", "-shared", "-fPIC", "-O1", "-o", out, src, *extra])
+    return out
+
+
+# --- readelf, the independent witness -------------------------------------------------
+
+
+@dataclass
+class ReadelfView:
+    needed: list[str]
+    rpath: list[str]
+    runpath: list[str]
+    soname: str | None
+    version_needs: list[tuple[str, str, bool]]
+    needs_offsets: dict[str, int]  # version name -> file offset of its Elf_Vernaux
+    symbols: set[tuple[str, str, str, bool]]
+    weak_bound: set[str]
+
+
+def readelf(path: Path) -> ReadelfView:
+    dynamic = run(["readelf", "-d", "--wide", path])
+
+    def values(kind: str) -> list[str]:
+        return re.findall(rf"\({kind}\)\s+.*?: \[(.*)\]", dynamic)
+
+    versions = run(["readelf", "-V", "--wide", path])
+    needs: list[tuple[str, str, bool]] = []
+    offsets: dict[str, int] = {}
+    by_index: dict[str, tuple[str, str, bool]] = {}
+    section_offset, library = 0, ""
+    in_needs = False
+    for line in versions.splitlines():
+        if line.startswith("Version needs section"):
+            in_needs = True
+        elif line.startswith("Version ") and not line.startswith(" "):
+            in_needs = False
+        elif in_needs and (m := re.search(r"Offset: (0x[0-9a-f]+)", line)):
+            section_offset = int(m.group(1), 16)
+        elif in_needs and (m := re.search(r"File: (\S+)\s+Cnt:", line)):
+            library = m.group(1)
+        elif in_needs and (
+            m := re.search(r"(0x[0-9a-f]+):\s+Name: (\S+)\s+Flags: (.*?)\s+Version: (\d+)", line)
+        ):
+            need = (library, m.group(2), "WEAK" in m.group(3))
+            needs.append(need)
+            offsets[m.group(2)] = section_offset + int(m.group(1), 16)
+            by_index[m.group(4)] = need
+    symbols: set[tuple[str, str, str, bool]] = set()
+    weak_bound: set[str] = set()
+    for line in run(["readelf", "--dyn-syms", "--wide", path]).splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] == "UND":
+            m = re.fullmatch(r"([^@]+)@([^@]+)", fields[7])
+            if m and len(fields) >= 9:
+                library, version, weak = by_index[fields[8].strip("()")]
+                assert version == m.group(2)
+                symbols.add((m.group(1), version, library, weak))
+            if fields[4] == "WEAK":
+                weak_bound.add(fields[7].split("@")[0])
+    sonames = values("SONAME")
+    return ReadelfView(
+        needed=values("NEEDED"),
+        rpath=[p for v in values("RPATH") for p in v.split(":")],
+        runpath=[p for v in values("RUNPATH") for p in v.split(":")],
+        soname=sonames[0] if sonames else None,
+        version_needs=needs,
+        needs_offsets=offsets,
+        symbols=symbols,
+        weak_bound=weak_bound,
+    )
+
+
+def mark_need_weak(path: Path, version: str) -> None:
+    """Set VER_FLG_WEAK on one Elf_Vernaux, located by readelf (not by the code under test).
+
+    Neither ld.bfd 2.40, gold nor lld ever writes a weak version need for a reference
+    into glibc (bfd copies the provider's vd_flags, which glibc never marks weak);
+    in the wild such needs come from exactly this post-link edit (polyfill-glibc and
+    hand patches that let a binary load on an older glibc).
+    """
+    offset = readelf(path).needs_offsets[version] + 4  # vna_hash (4 bytes), vna_flags
+    data = bytearray(path.read_bytes())
+    flags = int.from_bytes(data[offset : offset + 2], "little") | 0x2
+    data[offset : offset + 2] = flags.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+# --- fixtures: build everything once ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def rust_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    crate = tmp_path_factory.mktemp("rust-crate")
+    (crate / "src").mkdir()
+    (crate / "Cargo.toml").write_text(RUST_CARGO_TOML)
+    (crate / "src" / "lib.rs").write_text(RUST_LIB_RS)
+    run(["cargo", "build", "--release", "--offline", "--quiet"], cwd=crate)
+    return crate / "target" / "release" / "libauditprobe.so"
+
+
+@pytest.fixture(scope="session")
+def c_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("c-libs")
+    libs: dict[str, Path] = {}
+    libs["old"] = gcc_shared(
+        d / "libold.so", '#include <stdio.h>\nvoid hello(void) { puts("hi"); }\n'
+    )
+    libs["numeric"] = gcc_shared(
+        d / "libnumeric.so",
+        "#include <string.h>\n"
+        "extern int __printf_chk(int flag, const char *format, ...);\n"
+        "void copy(char *dst, const char *src, size_t n) {\n"
+        '  memcpy(dst, src, n); __printf_chk(1, "%s", dst);\n}\n',
+    )
+    libs["nosoname"] = gcc_shared(d / "libnosoname.so", "int helper(void) { return 7; }\n")
+    libs["absolute"] = gcc_shared(
+        d / "libabsolute.so",
+        "int helper(void);\nint call_helper(void) { return helper(); }\n",
+        libs["nosoname"].resolve(),
+    )
+    libs["helper"] = gcc_shared(
+        d / "libhelper.so", "int helper2(void) { return 8; }\n", "-Wl,-soname,libhelper.so.1"
+    )
+    libs["unexpected"] = gcc_shared(
+        d / "libunexpected.so",
+        "int helper2(void);\nint call_helper2(void) { return helper2(); }\n",
+        f"-L{d}",
+        "-lhelper",
+    )
+    rpath_src = '#include <stdio.h>\nvoid hello(void) { puts("rpath"); }\n'
+    libs["rpath"] = gcc_shared(
+        d / "librpath.so",
+        rpath_src,
+        "-Wl,-rpath,/opt/one:$ORIGIN/../lib",
+        "-Wl,--disable-new-dtags",
+    )
+    libs["runpath"] = gcc_shared(
+        d / "librunpath.so", rpath_src, "-Wl,-rpath,/opt/two", "-Wl,--enable-new-dtags"
+    )
+    libs["relr"] = gcc_shared(
+        d / "librelr.so",
+        '#include <stdio.h>\nstatic const char *msgs[] = {"a", "b", "c"};\n'
+        "const char *pick(int i) { puts(msgs[i]); return msgs[i]; }\n",
+        "-Wl,-z,pack-relative-relocs",
+    )
+    weak_src = (
+        "#include <stdint.h>\n#include <stdio.h>\nextern uint32_t arc4random(void);\n"
+        'int probe(void) { puts("probe"); return (int)(arc4random() & 0x7fff); }\n'
+    )
+    libs["strong_new"] = gcc_shared(d / "libstrongnew.so", weak_src)
+    libs["weak_need"] = gcc_shared(d / "libweakneed.so", weak_src)
+    mark_need_weak(libs["weak_need"], "GLIBC_2.36")
+    return libs
+
+
+# --- glibc versions -------------------------------------------------------------------
+
+
+def test_rust_cdylib_against_glibc_2_31_fails_and_names_symbols(rust_lib: Path) -> None:
+    audit = audit_library(rust_lib, target_glibc="2.31")
+    names = {f"{s.name}@{s.version}" for s in audit.too_new}
+    assert not audit.ok
+    assert "pthread_create@GLIBC_2.34" in names  # thread::spawn
+    assert audit.max_glibc == "2.34"
+    expected = {
+        f"{name}@{version}"
+        for name, version, _lib, weak in readelf(rust_lib).symbols
+        if version.startswith("GLIBC_2.")
+        and not weak
+        and tuple(int(p) for p in version[6:].split(".")) > (2, 31)
+    }
+    assert names == expected
+    assert all(s.library == "libc.so.6" for s in audit.too_new)
+    assert audit.unexpected_needed == () and audit.absolute_needed == ()
+
+
+def test_rust_cdylib_against_glibc_2_36_passes(rust_lib: Path) -> None:
+    audit = audit_library(rust_lib, target_glibc="2.36")
+    assert audit.ok
+    assert audit.too_new == () and audit.too_new_weak == () and audit.too_new_needs == ()
+    assert set(audit.needed) <= DEFAULT_ALLOWED_NEEDED
+
+
+def test_weak_bound_symbol_still_makes_a_hard_version_need(rust_lib: Path) -> None:
+    """std binds __cxa_thread_atexit_impl STB_WEAK, but its GLIBC_2.18 need is not weak."""
+    witness = readelf(rust_lib)
+    assert "__cxa_thread_atexit_impl" in witness.weak_bound
+    audit = audit_library(rust_lib, target_glibc="2.17")
+    assert SymbolNeed("__cxa_thread_atexit_impl", "GLIBC_2.18", "libc.so.6", False) in audit.too_new
+    assert audit.too_new_weak == ()
+    assert not audit.ok
+
+
+def test_c_lib_calling_puts_passes_against_2_17(c_libs: dict[str, Path]) -> None:
+    audit = audit_library(c_libs["old"], target_glibc="2.17")
+    assert audit.ok
+    assert audit.needed == ("libc.so.6",)
+    assert audit.version_needs == (VersionNeed("libc.so.6", "GLIBC_2.2.5", False),)
+    # What it really needs: puts, and __cxa_finalize from gcc's crtbeginS.o.
+    assert {s.name for s in audit.symbols} == {"puts", "__cxa_finalize"}
+    assert audit.max_glibc == "2.2.5"
+
+
+@pytest.mark.parametrize(
+    ("target", "too_new"),
+    [
+        ("2.17", set()),
+        ("2.14", set()),
+        ("2.9", {"memcpy@GLIBC_2.14"}),
+        ("2.3.4", {"memcpy@GLIBC_2.14"}),
+        ("GLIBC_2.3", {"memcpy@GLIBC_2.14", "__printf_chk@GLIBC_2.3.4"}),
+    ],
+)
+def test_versions_compare_numerically(
+    c_libs: dict[str, Path], target: str, too_new: set[str]
+) -> None:
+    audit = audit_library(c_libs["numeric"], target_glibc=target)
+    assert audit.max_glibc == "2.14"
+    assert {f"{s.name}@{s.version}" for s in audit.too_new} == too_new
+    assert audit.ok == (not too_new)
+
+
+def test_dt_relr_marker_version_need_counts_as_glibc_2_36(c_libs: dict[str, Path]) -> None:
+    old = audit_library(c_libs["relr"], target_glibc="2.31")
+    assert old.too_new == ()  # no symbol uses GLIBC_ABI_DT_RELR ...
+    assert old.too_new_needs == (VersionNeed("libc.so.6", "GLIBC_ABI_DT_RELR", False),)
+    assert not old.ok  # ... yet glibc < 2.36 refuses to load the library
+    assert old.max_glibc == "2.36"
+    line = "  GLIBC_ABI_DT_RELR (libc.so.6), a version need no symbol uses"
+    assert line in format_report([old]).splitlines()
+    with pytest.raises(AuditError, match=r"librelr.so needs GLIBC_ABI_DT_RELR > 2.31"):
+        raise_on_violation([old])
+    assert audit_library(c_libs["relr"], target_glibc="2.36").ok
+
+
+def test_weak_version_need_is_informational(c_libs: dict[str, Path]) -> None:
+    assert ("libc.so.6", "GLIBC_2.36", True) in readelf(c_libs["weak_need"]).version_needs
+    ctypes.CDLL(str(c_libs["weak_need"])).probe()  # the edited ELF still loads and runs
+    audit = audit_library(c_libs["weak_need"], target_glibc="2.31")
+    assert audit.ok
+    assert audit.too_new == ()
+    assert audit.too_new_weak == (SymbolNeed("arc4random", "GLIBC_2.36", "libc.so.6", True),)
+    assert audit.max_glibc == "2.2.5"
+    assert "    arc4random@GLIBC_2.36 (libc.so.6)" in format_report([audit]).splitlines()
+    raise_on_violation([audit])
+
+    strong = audit_library(c_libs["strong_new"], target_glibc="2.31")
+    assert strong.too_new == (SymbolNeed("arc4random", "GLIBC_2.36", "libc.so.6", False),)
+    assert not strong.ok
+
+
+# --- DT_NEEDED, RPATH, RUNPATH ----------------------------------------------------------
+
+
+def test_absolute_dt_needed_is_a_violation(c_libs: dict[str, Path]) -> None:
+    absolute = str(c_libs["nosoname"].resolve())
+    allowed = DEFAULT_ALLOWED_NEEDED | {"libnosoname.so"}
+    audit = audit_library(c_libs["absolute"], target_glibc="2.17", allowed_needed=allowed)
+    assert absolute in audit.needed
+    assert audit.absolute_needed == (absolute,)
+    assert audit.unexpected_needed == ()
+    assert not audit.ok
+    assert f"  absolute DT_NEEDED: {absolute}" in format_report([audit]).splitlines()
+    summary = f"libabsolute.so has absolute DT_NEEDED {re.escape(absolute)}"
+    with pytest.raises(AuditError, match=summary):
+        raise_on_violation([audit])
+
+
+def test_unexpected_needed_library_is_a_violation(c_libs: dict[str, Path]) -> None:
+    audit = audit_library(c_libs["unexpected"], target_glibc="2.17")
+    assert audit.unexpected_needed == ("libhelper.so.1",)
+    assert not audit.ok
+    with pytest.raises(AuditError, match="libunexpected.so needs unexpected libhelper.so.1"):
+        raise_on_violation([audit])
+    allowed = DEFAULT_ALLOWED_NEEDED | {"libhelper.so.1"}
+    assert audit_library(c_libs["unexpected"], target_glibc="2.17", allowed_needed=allowed).ok
+    assert audit_library(c_libs["helper"], target_glibc="2.17").soname == "libhelper.so.1"
+
+
+def test_rpath_and_runpath_are_reported(c_libs: dict[str, Path]) -> None:
+    rpath, runpath = audit_paths([c_libs["rpath"], c_libs["runpath"]], target_glibc="2.17")
+    assert rpath.rpath == ("/opt/one", "$ORIGIN/../lib") and rpath.runpath == ()
+    assert runpath.runpath == ("/opt/two",) and runpath.rpath == ()
+    lines = format_report([rpath, runpath]).splitlines()
+    assert "  RPATH: /opt/one:$ORIGIN/../lib" in lines
+    assert "  RUNPATH: /opt/two" in lines
+
+
+# --- reports and errors -------------------------------------------------------------------
+
+
+def test_report_text_json_and_summary(rust_lib: Path, c_libs: dict[str, Path]) -> None:
+    audits = audit_paths([rust_lib, c_libs["old"]], target_glibc="2.31")
+    lines = format_report(audits).splitlines()
+    assert lines[0] == f"FAIL {rust_lib} (max GLIBC 2.34, target 2.31)"
+    assert "  pthread_getattr_np@GLIBC_2.32 (libc.so.6)" in lines
+    assert f"ok   {c_libs['old']} (max GLIBC 2.2.5, target 2.31)" in lines
+
+    document = json.loads(report_json(audits))
+    assert document["ok"] is False
+    rust, old = document["libraries"]
+    assert (rust["ok"], old["ok"]) == (False, True)
+    assert {s["name"] for s in rust["too_new"]} == {s.name for s in audits[0].too_new}
+
+    with pytest.raises(AuditError) as caught:
+        raise_on_violation(audits)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("libauditprobe.so needs GLIBC_2.34 > 2.31: ")
+    assert message.endswith(f"({len(audits[0].too_new)} symbols)")
+    assert caught.value.exit_code == 10
+
+
+@pytest.mark.parametrize("content", [b"just some text\n", b"\x7fELF\x02\x01\x01" + b"\0" * 40])
+def test_non_elf_file_raises_audit_error_naming_path(tmp_path: Path, content: bytes) -> None:
+    bogus = tmp_path / "libbogus.so"
+    bogus.write_bytes(content)
+    with pytest.raises(AuditError, match=re.escape(str(bogus))) as caught:
+        audit_library(bogus, target_glibc="2.17")
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_and_bad_target_raise_audit_error(
+    tmp_path: Path, c_libs: dict[str, Path]
+) -> None:
+    with pytest.raises(AuditError, match="No such file"):
+        audit_library(tmp_path / "absent.so", target_glibc="2.17")
+    with pytest.raises(CompatError, match="target glibc must look like 2.17"):
+        audit_library(c_libs["old"], target_glibc="latest")
+
+
+# --- cross-check with readelf ---------------------------------------------------------------
+
+
+def assert_agrees_with_readelf(audit: LibraryAudit, path: Path) -> None:
+    witness = readelf(path)
+    assert list(audit.needed) == witness.needed
+    assert list(audit.rpath) == witness.rpath
+    assert list(audit.runpath) == witness.runpath
+    assert audit.soname == witness.soname
+    assert [(n.library, n.version, n.weak) for n in audit.version_needs] == witness.version_needs
+    assert {(s.name, s.version, s.library, s.weak) for s in audit.symbols} == witness.symbols
+    assert len(audit.symbols) == len(witness.symbols)
+
+
+@pytest.mark.parametrize("path", SYSTEM_LIBS, ids=lambda p: p.name)
+def test_system_libraries_agree_with_readelf(path: Path) -> None:
+    witness = readelf(path)
+    assert witness.needed and witness.version_needs and witness.symbols  # not vacuous
+    assert_agrees_with_readelf(audit_library(path, target_glibc="2.17"), path)
+
+
+def test_built_libraries_agree_with_readelf(rust_lib: Path, c_libs: dict[str, Path]) -> None:
+    for path in [rust_lib, *c_libs.values()]:
+        assert_agrees_with_readelf(audit_library(path, target_glibc="2.17"), path)
