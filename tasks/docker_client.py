@@ -184,6 +184,41 @@ class Docker:
             status = c.wait().get("StatusCode", 1)
         return int(status), "\n".join(out)
 
+    def run_split(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        on_stderr: Callable[[str], None] | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, str, str]:
+        """Run to completion streaming stderr lines live; return (status, stdout, stderr).
+
+        For tools that write machine-readable output to stdout and human output to stderr
+        (``cargo --message-format=json-render-diagnostics``). stdout is read once the
+        container has exited.
+        """
+        err: list[str] = []
+        with self.container(image, command, **kwargs) as c:
+            try:
+                buf = b""
+                for data in c.logs(stream=True, follow=True, stdout=False, stderr=True):
+                    buf += data
+                    *lines, buf = buf.split(b"\n")
+                    for raw in lines:
+                        err.append(raw.decode(errors="replace"))
+                        if on_stderr:
+                            on_stderr(err[-1])
+                if buf:
+                    err.append(buf.decode(errors="replace"))
+                    if on_stderr:
+                        on_stderr(err[-1])
+                status = c.wait().get("StatusCode", 1)
+                out = c.logs(stdout=True, stderr=False).decode(errors="replace")
+            except docker.errors.APIError as exc:
+                raise DockerError(f"docker: running {image}: {_why(exc)}") from None
+        return int(status), out, "\n".join(err)
+
 
 def _why(exc: docker.errors.APIError) -> str:
     return str(getattr(exc, "explanation", None) or exc).strip().splitlines()[0]

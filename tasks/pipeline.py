@@ -6,6 +6,7 @@ once when there is nothing to do, so calling ``image`` after ``download`` costs 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from tasks import download, stages, verify
@@ -22,8 +23,9 @@ def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: 
     store = Store(settings.cache)
     for name in names:
         if name == "rpms":
-            for rpm in lock.rpms:
-                download.fetch_all(lock, settings, only=rpm.name, log=_quiet(log))
+            if lock.rpms:
+                only_rpms = dataclasses.replace(lock, artifacts=(), keys=())
+                download.fetch_all(only_rpms, settings, log=_quiet(log))
             continue
         download.fetch_all(lock, settings, only=name, log=_quiet(log))
         verify.verify_all(lock, store, only=name, log=_quiet(log))
@@ -37,6 +39,7 @@ def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log
         needed.extend(s.artifacts)
         if s.rpms:
             needed.append("rpms")
+    stages.ensure_base(dk, lock, log)  # fail fast: a missing base needs no downloads
     inputs_ready(lock, settings, needed, log)
     plans = stages.ensure_stages(dk, lock, Store(settings.cache), upto, log=log, on_line=on_line)
     return plans[-1].tag

@@ -1,0 +1,102 @@
+"""Tasks for the builder image: rpms, image, llvm, rust, images, test-profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from invoke.context import Context
+from invoke.tasks import Task, task
+
+from tasks import docker_client, lockfile, pipeline, stages
+from tasks import rpms as rpms_lib
+from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.store import Store
+
+
+@task(
+    name="rpms",
+    help={
+        "lock": LOCK_HELP,
+        "refresh": "re-resolve the Fedora 20 pin set from the archive (needs the internet "
+        "and Docker) and rewrite the lockfile's [[rpm]] entries",
+    },
+)
+@reports_errors
+def rpms_(c: Context, lock: str = "", refresh: bool = False) -> None:
+    """Fetch and verify the pinned Fedora 20 RPMs; --refresh re-pins them from the archive."""
+    s = settings(c, lock)
+    lf = lockfile.load(s.lock)
+    if refresh:
+        dk = docker_client.connect()
+        base = stages.ensure_base(dk, lf, print)
+        installed = rpms_lib.installed_in_base(dk, base)
+        rpms_lib.refresh(
+            s.lock, installed=installed, fetch_bytes=lambda u: rpms_lib.http_get(s.mirror(u)), log=print
+        )
+        lf = lockfile.load(s.lock)
+    if not lf.rpms:
+        print(f"{s.lock.name}: no [[rpm]] pins; run `invoke rpms --refresh` where the archive is reachable")
+        return
+    pipeline.inputs_ready(lf, s, ["rpms"])
+
+
+def _image_task(upto: str, doc: str) -> Task[Any]:
+    def body(c: Context, lock: str = "") -> None:
+        s = settings(c, lock)
+        lf = lockfile.load(s.lock)
+        tag = pipeline.image(docker_client.connect(), lf, s, upto)
+        print(tag)
+
+    body.__doc__ = doc
+    name = "image" if upto == "builder" else upto
+    return task(name=name, help={"lock": LOCK_HELP})(reports_errors(body))  # type: ignore[no-any-return]
+
+
+image_ = _image_task(
+    "builder", "Build every image stage up to the builder (each cached by its inputs); print its tag."
+)
+llvm_ = _image_task("llvm", "Build the image stages up to LLVM/clang/lld 5.0.2; print the tag.")
+rust_ = _image_task("rust", "Build the image stages up to the pinned Rust toolchain; print the tag.")
+
+
+@task(
+    name="images",
+    help={
+        "lock": LOCK_HELP,
+        "prune": "remove compatbuild images that the current lockfile no longer names",
+    },
+)
+@reports_errors
+def images_(c: Context, lock: str = "", prune: bool = False) -> None:
+    """List this project's images (stage, tag, id); --prune removes stale ones."""
+    s = settings(c, lock)
+    dk = docker_client.connect()
+    if prune:
+        lf = lockfile.load(s.lock)
+        store = Store(s.cache)
+        keep = {p.tag for up in ("builder", "smoke") for p in stages.plan(lf, store, up)}
+        keep.add(stages.base_tag(lf))
+        removed = stages.prune(dk, keep)
+        print(f"Removed {len(removed)} image tag(s)")
+        return
+    for stage_name, tag, image_id in stages.project_images(dk):
+        print(f"{stage_name:8} {tag:45} {image_id[7:19]}")
+
+
+@task(
+    name="test-profile",
+    help={"root": "folder for the profile's inputs and lockfile (default: <cache>/test-profile)"},
+)
+@reports_errors
+def test_profile_(c: Context, root: str = "") -> None:
+    """Prepare the offline test profile: a local bullseye base image and stand-in inputs."""
+    from tasks import testprofile
+
+    s = settings(c)
+    where = Path(root).resolve() if root else s.cache / "test-profile"
+    lock_path = testprofile.prepare_profile(where, cache=s.cache / "testprofile")
+    print(f"Test profile ready: use --lock {lock_path}")
+
+
+TASKS = [rpms_, image_, llvm_, rust_, images_, test_profile_]

@@ -1,0 +1,423 @@
+"""Pin the Fedora 20 packages the rpms stage installs offline: resolve, then rewrite [[rpm]].
+
+``refresh`` reads each repository's repomd.xml and the primary metadata it names (checksum
+checked), resolves the wanted packages' closure and writes URL + sha256 pins. What the base
+image already meets is left out, by name, provide or file *and version* (``rpm -Uvh``
+checks versions too: a pinned glibc needing ``glibc-common = 2.18-19.fc20`` pins it when
+the base has 2.18-11). Sysroot packages are pinned even when installed: the sysroot is
+unpacked from their files. Only :func:`installed_in_base` needs Docker.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import lzma
+import re
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cmp_to_key
+from pathlib import Path
+from typing import IO, NamedTuple
+from urllib.parse import urljoin
+
+import requests
+import tomlkit
+
+from tasks import lockfile
+from tasks.docker_client import Docker
+from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch
+from tasks.lockfile import Rpm
+from tasks.store import write_atomic
+
+PACKAGES = ("coreutils", "gcc", "gcc-c++", "make", "which", "tar", "xz", "gzip", "python",
+            "sed", "grep", "gawk", "findutils", "diffutils")
+SYSROOT_PACKAGES = ("glibc", "glibc-devel", "glibc-headers", "kernel-headers", "libgcc")
+ARCHIVE_REPOS = (
+    "https://archives.fedoraproject.org/pub/archive/fedora/linux/releases/20/Everything/x86_64/os/",
+    "https://archives.fedoraproject.org/pub/archive/fedora/linux/updates/20/x86_64/",
+)
+ARCHES = ("x86_64", "noarch")
+TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
+RETRY_DELAYS = (1.0, 2.0, 4.0)  # sleeps between attempts at one URL
+FetchBytes = Callable[[str], bytes]
+Log = Callable[[str], None]
+INSTALLED_QUERIES: tuple[tuple[str, ...], ...] = (
+    ("rpm", "-qa", "--provides"),
+    ("rpm", "-qal"),
+    ("rpm", "-qa", "--qf", "%{NAME} = %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n"),
+)
+_NS = {"c": "http://linux.duke.edu/metadata/common", "rpm": "http://linux.duke.edu/metadata/rpm",
+       "repo": "http://linux.duke.edu/metadata/repo"}
+_NOISE = ("(contains no files)", "warning:", "error:")
+_XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+_HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256",
+           "sha384": "sha384", "sha512": "sha512"}
+_SEGMENT = re.compile(r"[0-9]+|[A-Za-z]+|~|\^")
+_LT, _GT, _EQ = 2, 4, 8
+_FLAGS = {"LT": _LT, "GT": _GT, "EQ": _EQ, "LE": _LT | _EQ, "GE": _GT | _EQ,
+          "<": _LT, ">": _GT, "=": _EQ, "<=": _LT | _EQ, ">=": _GT | _EQ}
+
+
+class RpmError(CompatError):
+    """Repository metadata is unusable, or a requirement cannot be met."""
+
+
+class Evr(NamedTuple):
+    """epoch:version-release; ``release`` is "" when a dependency leaves it out."""
+
+    epoch: int
+    version: str
+    release: str = ""
+
+    def __str__(self) -> str:
+        e = f"{self.epoch}:" if self.epoch else ""
+        return f"{e}{self.version}-{self.release}" if self.release else f"{e}{self.version}"
+
+
+class Dep(NamedTuple):
+    """A provide or requirement: a name, and optionally a comparison (rpm flag bits) and EVR."""
+
+    name: str
+    flags: int = 0
+    evr: Evr | None = None
+
+    def __str__(self) -> str:
+        if self.evr is None:
+            return self.name
+        op = {v: k for k, v in _FLAGS.items() if not k.isalpha()}[self.flags]
+        return f"{self.name} {op} {self.evr}"
+
+
+@dataclass(frozen=True, eq=False)
+class Package:
+    """One package in a repository's primary metadata."""
+
+    name: str
+    arch: str
+    evr: Evr
+    location: str  # href relative to ``base``
+    base: str  # the repository base URL, or the package's xml:base
+    checksum: str
+    checksum_type: str  # a hashlib name: "sha256" in Fedora 20, "sha1" in older repositories
+    size: int
+    provides: tuple[Dep, ...]
+    requires: tuple[Dep, ...]  # without rpmlib(...) entries
+    files: tuple[str, ...]  # the files primary lists (*bin/*, /etc/*)
+
+    @property
+    def nevra(self) -> str:
+        return f"{self.name}-{self.evr}.{self.arch}"
+
+    @property
+    def url(self) -> str:
+        return urljoin(self.base, self.location)
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    """rpm's version comparison (rpmio/rpmvercmp.c, with ``~`` and ``^``): -1, 0 or 1.
+
+    Runs of ASCII digits or letters are the segments, anything else separates them;
+    ``~`` sorts before everything (even the end), ``^`` after the end but before the rest.
+    """
+    if a == b:
+        return 0
+    xs, ys = _SEGMENT.findall(a), _SEGMENT.findall(b)
+    for k in range(max(len(xs), len(ys))):
+        x, y = xs[k] if k < len(xs) else "", ys[k] if k < len(ys) else ""
+        if "~" in (x, y):
+            if x != y:
+                return -1 if x == "~" else 1
+            continue
+        if "^" in (x, y):
+            if x != y:
+                return -1 if not x else 1 if not y or x != "^" else -1
+            continue
+        if not x or not y:
+            return -1 if not x else 1
+        if x.isdigit() != y.isdigit():  # a number is newer than letters
+            return 1 if x.isdigit() else -1
+        if x.isdigit() and int(x) != int(y):
+            return 1 if int(x) > int(y) else -1
+        if not x.isdigit() and x != y:
+            return 1 if x > y else -1
+    return 0
+
+
+def evrcmp(a: Evr, b: Evr) -> int:
+    """Compare EVRs as rpm does for dependencies: a release missing on either side matches."""
+    if a.epoch != b.epoch:
+        return 1 if a.epoch > b.epoch else -1
+    c = rpmvercmp(a.version, b.version)
+    if c or not a.release or not b.release:
+        return c
+    return rpmvercmp(a.release, b.release)
+
+
+_EVR_KEY = cmp_to_key(evrcmp)
+
+
+def parse_evr(text: str) -> Evr:
+    """``[E:]V[-R]`` as rpm prints it."""
+    epoch, _, rest = text.rpartition(":")
+    version, _, release = rest.rpartition("-") if "-" in rest else (rest, "", "")
+    return Evr(int(epoch) if epoch.isdigit() else 0, version, release)
+
+
+def satisfies(provide: Dep, req: Dep) -> bool:
+    """Whether ``provide`` meets ``req`` (rpmdsCompare): unversioned sides always overlap."""
+    if provide.name != req.name:
+        return False
+    if provide.evr is None or req.evr is None or not provide.flags or not req.flags:
+        return True
+    sense = evrcmp(provide.evr, req.evr)
+    if sense < 0:
+        return bool(provide.flags & _GT or req.flags & _LT)
+    if sense > 0:
+        return bool(provide.flags & _LT or req.flags & _GT)
+    return bool(provide.flags & req.flags & (_EQ | _LT | _GT))
+
+
+def load_repo(base_url: str, fetch_bytes: FetchBytes) -> list[Package]:
+    """Read ``repodata/repomd.xml`` and the primary it names (checksum checked) at ``base_url``."""
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    md_url = base + "repodata/repomd.xml"
+    try:
+        root = ET.fromstring(fetch_bytes(md_url))
+    except ET.ParseError as exc:
+        raise RpmError(f"{md_url}: not valid XML: {exc}") from None
+    data = root.find("repo:data[@type='primary']", _NS)
+    loc = data.find("repo:location", _NS) if data is not None else None
+    summ = data.find("repo:checksum", _NS) if data is not None else None
+    if loc is None or summ is None or not loc.get("href") or not summ.text:
+        raise RpmError(f"{md_url}: no primary metadata with a location and checksum")
+    url = urljoin(base, loc.get("href", ""))
+    blob = fetch_bytes(url)
+    algo = _HASHES.get(summ.get("type", ""))
+    if algo is None:
+        raise RpmError(f"{md_url}: unsupported checksum type {summ.get('type')!r} for primary")
+    got, want = hashlib.new(algo, blob).hexdigest(), summ.text.strip().lower()
+    if got != want:
+        raise HashMismatch(f"{url}: {algo} mismatch: repomd.xml lists {want}, got {got}")
+    try:
+        return list(_parse_primary(_decompress(blob), base))
+    except (ET.ParseError, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+        raise RpmError(f"{url}: unreadable primary metadata: {exc}") from None
+
+
+def _decompress(blob: bytes) -> IO[bytes]:
+    """A reader of the XML inside gzip or xz (by magic number), or of plain XML."""
+    raw = io.BytesIO(blob)
+    if blob[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if blob[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(raw)
+    return raw
+
+
+def _parse_primary(stream: IO[bytes], base: str) -> Iterable[Package]:
+    """Stream <package> elements (Everything's primary is ~100 MB unpacked), clearing as we go."""
+    c, r = f"{{{_NS['c']}}}", f"{{{_NS['rpm']}}}"
+    root: ET.Element | None = None
+    for event, el in ET.iterparse(stream, events=("start", "end")):
+        if root is None:
+            root = el
+        if event != "end" or el.tag != c + "package":
+            continue
+        ver, loc, summ, size = (el.find(c + t) for t in ("version", "location", "checksum", "size"))
+        if ver is None or loc is None or summ is None:
+            raise ValueError(f"package {el.findtext(c + 'name')!r} lacks version/location/checksum")
+        yield Package(
+            name=el.findtext(c + "name", ""),
+            arch=el.findtext(c + "arch", ""),
+            evr=Evr(int(ver.get("epoch") or 0), ver.get("ver", ""), ver.get("rel", "")),
+            location=loc.get("href", ""),
+            base=loc.get(_XML_BASE) or base,
+            checksum=(summ.text or "").strip().lower(),
+            checksum_type=_HASHES.get(summ.get("type", ""), summ.get("type", "")),
+            size=int(size.get("package", 0)) if size is not None else 0,
+            provides=_deps(el.find(f"{c}format/{r}provides")),
+            requires=tuple(d for d in _deps(el.find(f"{c}format/{r}requires"))
+                           if not d.name.startswith("rpmlib(")),
+            files=tuple(f.text for f in el.iterfind(f"{c}format/{c}file") if f.text),
+        )
+        if root is not None:
+            root.clear()
+
+
+def _deps(parent: ET.Element | None) -> tuple[Dep, ...]:
+    out: dict[Dep, None] = {}
+    for e in parent if parent is not None else ():
+        flags = _FLAGS.get(e.get("flags", ""), 0)
+        evr = Evr(int(e.get("epoch") or 0), e.get("ver", ""), e.get("rel", "")) if flags else None
+        out[Dep(e.get("name", ""), flags, evr)] = None
+    return tuple(out)
+
+
+def parse_installed(lines: Iterable[str]) -> dict[str, list[Dep]]:
+    """Index rpm's ``name``, ``name = E:V-R`` and ``/file`` lines by name."""
+    have: dict[str, list[Dep]] = {}
+    for line in lines:
+        s = line.strip()
+        parts = s.split(" ")
+        if len(parts) == 3 and parts[1] in _FLAGS:
+            have.setdefault(parts[0], []).append(Dep(parts[0], _FLAGS[parts[1]],
+                                                     parse_evr(parts[2])))
+        elif s and not s.startswith(_NOISE):
+            have.setdefault(s, []).append(Dep(s))
+    return have
+
+
+def installed_in_base(dk: Docker, image: str) -> set[str]:
+    """Provides (versioned), files and ``name = E:V-R`` of every package in ``image``."""
+    found: set[str] = set()
+    for cmd in INSTALLED_QUERIES:
+        status, out = dk.run(image, cmd, network_disabled=True)
+        if status != 0:
+            last = out.strip().splitlines()[-1:] or ["no output"]
+            raise DockerError(f"{' '.join(cmd[:3])} in {image} exited {status}: {last[0]}")
+        found.update(k for line in out.splitlines()
+                     if (k := line.strip()) and not k.startswith(_NOISE))
+    return found
+
+
+class _Index:
+    """Every x86_64/noarch package of the repositories, by name, provide and listed file."""
+
+    def __init__(self, repos: Sequence[Sequence[Package]]) -> None:
+        self.by_provide: dict[str, list[tuple[Package, Dep]]] = {}
+        self.by_file: dict[str, list[Package]] = {}
+        for p in (p for repo in repos for p in repo if p.arch in ARCHES):
+            for d in p.provides or (Dep(p.name, _EQ, p.evr),):
+                self.by_provide.setdefault(d.name, []).append((p, d))
+            for f in p.files:
+                self.by_file.setdefault(f, []).append(p)
+
+    def providers(self, req: Dep) -> list[Package]:
+        found = {id(p): p for p, d in self.by_provide.get(req.name, ()) if satisfies(d, req)}
+        found.update((id(p), p) for p in self.by_file.get(req.name, ()) if req.evr is None)
+        return list(found.values())
+
+    def best(self, req: Dep, *, exact_name: bool = False) -> Package | None:
+        """An exact-name provider first, then the shortest name; the newest EVR of that name."""
+        cands = [p for p in self.providers(req) if not exact_name or p.name == req.name]
+        if not cands:
+            return None
+        name = min((p.name != req.name, len(p.name), p.name) for p in cands)[2]
+        # max() keeps the first of equals: reversed, a tie goes to the later repository
+        same = [p for p in reversed(cands) if p.name == name]
+        return max(same, key=lambda p: _EVR_KEY(p.evr))
+
+
+def resolve(
+    repos: Sequence[Sequence[Package]],
+    wanted: Sequence[str],
+    *,
+    installed_provides: Iterable[str] = frozenset(),
+    force: Sequence[str] = (),
+) -> list[Package]:
+    """The dependency closure of ``wanted`` minus what the installed provides already meet.
+
+    ``installed_provides`` holds rpm's lines: ``name``, ``name = E:V-R`` and file paths; a
+    bare name meets any version. Names in ``force`` are pinned (newest) even if installed.
+    """
+    idx = _Index(repos)
+    have = parse_installed(installed_provides)
+    chosen: dict[str, Package] = {}
+    todo: deque[tuple[Dep, str]] = deque()
+
+    def add(p: Package, why: str) -> None:
+        other = chosen.setdefault(p.name, p)
+        if other is not p:
+            raise RpmError(f"{why} needs {p.nevra}, but {other.nevra} is already chosen")
+        todo.extend((r, p.nevra) for r in p.requires)
+
+    for name in dict.fromkeys(force):
+        p = idx.best(Dep(name), exact_name=True)
+        if p is None:
+            raise RpmError(f"no x86_64 or noarch package named '{name}' (a sysroot package)")
+        add(p, "the sysroot")
+    todo.extend((Dep(n), "the wanted list") for n in dict.fromkeys(wanted) if n not in force)
+    while todo:
+        req, who = todo.popleft()
+        cands = idx.providers(req)
+        if any(chosen.get(p.name) is p for p in cands):
+            continue
+        if any(satisfies(d, req) for d in have.get(req.name, ())):
+            continue
+        best = idx.best(req)
+        if best is None:
+            raise RpmError(f"nothing provides '{req}' needed by {who} "
+                           "(x86_64/noarch only; files are looked up in primary.xml only)")
+        add(best, who)
+    return sorted(chosen.values(), key=lambda p: (p.name, p.arch))
+
+
+def http_get(url: str) -> bytes:
+    """GET ``url``; retry 5xx and connection errors with backoff, never a 4xx."""
+    why = ""
+    for delay in (*RETRY_DELAYS, 0.0):
+        try:
+            resp = requests.get(url, timeout=TIMEOUT, headers={
+                "Accept-Encoding": "identity", "User-Agent": "compatbuild"})
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:
+            why = f"cannot fetch {url}: {type(exc).__name__}"
+        except requests.RequestException as exc:
+            raise DownloadError(f"cannot fetch {url}: {exc}") from None
+        else:
+            if resp.status_code == 200:
+                return resp.content
+            why = f"HTTP {resp.status_code} {resp.reason} for {url}"
+            if resp.status_code < 500:
+                raise DownloadError(why)
+        time.sleep(delay)
+    raise DownloadError(f"{why} (gave up after {len(RETRY_DELAYS) + 1} attempts)")
+
+
+def refresh(
+    lock_path: Path,
+    *,
+    repos: Sequence[str] = ARCHIVE_REPOS,
+    packages: Sequence[str] = PACKAGES + SYSROOT_PACKAGES,
+    installed: Iterable[str],
+    fetch_bytes: FetchBytes = http_get,
+    log: Log = print,
+    sysroot: Sequence[str] = SYSROOT_PACKAGES,
+) -> list[Rpm]:
+    """Resolve ``packages`` against ``repos`` and rewrite the lockfile's ``[[rpm]]`` tables."""
+    lockfile.load(lock_path)  # refuse to edit a lockfile that is already broken
+    loaded = []
+    for base in repos:
+        log(f"Reading repository metadata from {base}")
+        loaded.append(load_repo(base, fetch_bytes))
+    chosen = resolve(loaded, packages, installed_provides=installed,
+                     force=[n for n in packages if n in sysroot])
+    for p in chosen:
+        if p.checksum_type != "sha256":
+            raise RpmError(f"{p.nevra}: the repository lists only a {p.checksum_type} checksum, "
+                           "and the lockfile pins sha256")
+    pins = [Rpm(p.name, p.url, p.checksum) for p in chosen]
+    doc = tomlkit.parse(lock_path.read_text(encoding="utf-8"))
+    aot = tomlkit.aot()
+    for p, pin in zip(chosen, pins, strict=True):
+        t = tomlkit.table()
+        t.update({"name": pin.name, "url": pin.url, "sha256": pin.sha256})
+        t.comment(f"{p.nevra}, {p.size / 1e6:.1f} MB")
+        aot.append(t)
+    if pins:
+        doc["rpm"] = aot
+    elif "rpm" in doc:
+        del doc["rpm"]
+    text = tomlkit.dumps(doc)
+    lockfile.parse(tomllib.loads(text), lock_path)  # never write a lockfile load() rejects
+    if text != lock_path.read_text(encoding="utf-8"):
+        write_atomic(lock_path, text.encode())
+    log(f"Pinned {len(pins)} Fedora 20 packages ({sum(p.size for p in chosen) / 1e6:.1f} MB)")
+    return pins
+

@@ -1,0 +1,67 @@
+"""Shared session fixtures: the Docker daemon and the bullseye test profile.
+
+The test profile (``tasks.testprofile``) is a local, offline stand-in for the upstream
+inputs: a Debian bullseye (glibc 2.31) base image made with debootstrap + docker import,
+and inputs of the same form as upstream's. The same stage Dockerfiles run on it for real.
+Its slow parts (debootstrap, packing the Rust toolchain, the image stages) are cached
+under ``COMPATBUILD_TEST_CACHE`` (default ``~/.cache/compatbuild-test``), so they are paid
+once per machine; CI pays them once per run.
+
+Tests that need Docker never skip: without a daemon they fail, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks import testprofile as tp
+from tasks.docker_client import Docker, connect
+from tasks.errors import DockerError
+from tasks.settings import Settings
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("COMPATBUILD_ONLINE") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs the internet (upstream hosts, Docker Hub); set COMPATBUILD_ONLINE=1")
+    for item in items:
+        if "online" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Docker]:
+    try:
+        dk = connect()
+    except DockerError as exc:
+        pytest.fail(f"these tests need the Docker daemon: {exc}", pytrace=False)
+    yield dk
+    dk.client.close()
+
+
+@pytest.fixture(scope="session")
+def profile_cache() -> Path:
+    return tp.default_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def profile(tmp_path_factory: pytest.TempPathFactory, profile_cache: Path, docker_client: Docker) -> Path:
+    """Root of a prepared profile: ``inputs/`` and ``rsrc.lock.toml``; builds the base image."""
+    root = tmp_path_factory.mktemp("profile")
+    tp.prepare_profile(root, cache=profile_cache)
+    return root
+
+
+@pytest.fixture(scope="session")
+def profile_lock(profile: Path) -> Path:
+    return profile / "rsrc.lock.toml"
+
+
+@pytest.fixture(scope="session")
+def profile_settings(profile_lock: Path, profile_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for the profile: a shared input store, a per-session output folder."""
+    return Settings(lock=profile_lock, cache=profile_cache / "store", out=tmp_path_factory.mktemp("out"))
