@@ -19,16 +19,25 @@ Log = Callable[[str], None]
 
 
 def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: Log = print) -> None:
-    """Download and verify the named artifacts (and the pinned RPMs when asked for 'rpms')."""
-    store = Store(settings.cache)
-    for name in names:
-        if name == "rpms":
-            if lock.rpms:
-                only_rpms = dataclasses.replace(lock, artifacts=(), keys=())
-                download.fetch_all(only_rpms, settings, log=_quiet(log))
-            continue
-        download.fetch_all(lock, settings, only=name, log=_quiet(log))
-        verify.verify_all(lock, store, only=name, log=_quiet(log))
+    """Download and verify the named artifacts (and the pinned RPMs when 'rpms' is named).
+
+    One download pass and one verification pass over just those inputs; when all of them
+    are cached and verified already, nothing is printed.
+    """
+    wanted = set(names)
+    artifacts = tuple(a for a in lock.artifacts if a.name in wanted)
+    key_names = {a.key for a in artifacts if a.key}
+    subset = dataclasses.replace(
+        lock,
+        artifacts=artifacts,
+        keys=tuple(k for k in lock.keys if k.name in key_names),
+        rpms=lock.rpms if "rpms" in wanted else (),
+    )
+    if not (subset.artifacts or subset.rpms):
+        return
+    download.fetch_all(subset, settings, log=_quiet(log))
+    if subset.artifacts:
+        verify.verify_all(subset, Store(settings.cache), log=_quiet(log))
 
 
 def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log = print,

@@ -74,7 +74,7 @@ def test_download_and_verify_then_a_quiet_second_run(tmp_path: Path) -> None:
         (["download", "--lock", "{missing}"], 2, "lockfile not found"),
         (["download", "--lock", "{wrong}"], 4, "sha256 mismatch"),
         (["verify", "--lock", "{good}"], 3, "not downloaded; run `invoke download`"),
-        (["audit", "--path", "{notelf}"], 10, "not an ELF file"),
+        (["audit", "--path", "{notelf}"], 10, "not a readable ELF shared object"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code(tmp_path: Path, args: list[str], code: int, text: str) -> None:

@@ -556,7 +556,7 @@ def fake_rpm_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     try:
         dk = connect()
     except DockerError as exc:
-        pytest.skip(f"no Docker daemon: {exc}")
+        pytest.fail(f"needs the Docker daemon: {exc}", pytrace=False)
     tags = []
     for variant in ("ok", "fail"):
         exe = tmp_path_factory.mktemp("fake-rpm") / "rpm"
@@ -565,7 +565,7 @@ def fake_rpm_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
             subprocess.run(["gcc", "-static", "-O2", *flags, "-o", str(exe),
                             str(DATA / "fake_rpm.c")], check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as exc:
-            pytest.skip(f"cannot build a static test binary with gcc: {exc}")
+            pytest.fail(f"cannot build a static test binary with gcc (apt: libc6-dev): {exc}", pytrace=False)
         ctx = io.BytesIO()
         with tarfile.open(fileobj=ctx, mode="w") as tar:
             df = b"FROM scratch\nCOPY rpm /usr/bin/rpm\n"

@@ -15,6 +15,8 @@ int main(int argc, char **argv)
     const char *symbol = NULL;
     int optional = 0, i = 1, failed = 0;
 
+    /* Line-buffer stdout even into a pipe, so its lines and stderr's keep their order. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--symbol") == 0 && i + 1 < argc) {
             symbol = argv[++i];

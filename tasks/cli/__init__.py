@@ -9,8 +9,8 @@ from tasks.settings import DEFAULTS
 ns = Collection()
 ns.configure({"compatbuild": dict(DEFAULTS)})
 
-from tasks.cli import images, inputs  # noqa: E402
+from tasks.cli import crates, images, inputs  # noqa: E402
 
-for module in (inputs, images):
+for module in (inputs, images, crates):
     for t in module.TASKS:
         ns.add_task(t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from invoke.context import Context
@@ -25,7 +26,7 @@ def download_(c: Context, lock: str = "", only: str = "", jobs: int = 0) -> None
     """Fetch every lockfile input into the content-addressed cache (resumable, cached)."""
     s = settings(c, lock)
     if jobs:
-        s = type(s)(**{**s.__dict__, "jobs": jobs})
+        s = dataclasses.replace(s, jobs=jobs)
     download.fetch_all(lockfile.load(s.lock), s, only=only or None)
 
 

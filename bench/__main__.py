@@ -1,0 +1,238 @@
+"""compatbuild benchmarks: ratios measured in one run, printed as Markdown tables.
+
+    python -m bench [inputs] [image] [build]      (or: nox -s bench -- inputs)
+
+These machines are noisy, so every number is compared with a baseline measured in the same
+run, interleaved, and the median of several repetitions is kept:
+
+- inputs: download throughput of a 1 GiB file from loopback, ``invoke download`` vs
+  ``curl``; the cached no-op of ``invoke download`` + ``invoke verify`` vs ``invoke --list``.
+- image: the test-profile image cold, warm (no-op), and after changing only the Rust input.
+- build: native ``cargo build`` vs ``invoke build`` of the same crate (warm image), cold and
+  after touching one source file; the cached ``invoke smoke`` chain vs ``invoke --list``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tasks import lockfile, stages  # noqa: E402
+from tasks import testprofile as tp  # noqa: E402
+from tasks.docker_client import connect  # noqa: E402
+from tasks.store import Store, sha256_file  # noqa: E402
+
+Row = tuple[str, str, str, str]
+
+
+def run(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> float:
+    """Run a command to completion (it must succeed); return wall seconds."""
+    start = time.perf_counter()
+    done = subprocess.run(args, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return elapsed
+
+
+def invoke(*args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", *args]
+
+
+def interleave(reps: int, **cmds: Callable[[], float]) -> dict[str, float]:
+    """Run each measurement ``reps`` times, interleaved; the median of each."""
+    samples: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(reps):
+        for name, fn in cmds.items():
+            samples[name].append(fn())
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def table(title: str, rows: list[Row]) -> None:
+    print(f"\n### {title}\n")
+    print("| measurement | value | baseline | ratio |")
+    print("| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {' | '.join(r)} |")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------ inputs
+
+
+class _SendfileHandler(http.server.BaseHTTPRequestHandler):
+    """GET of one file with sendfile(2), so the server is never the bottleneck."""
+
+    path_on_disk: Path
+
+    def do_GET(self) -> None:  # noqa: N802
+        size = self.path_on_disk.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        with self.path_on_disk.open("rb") as f:
+            self.request.sendfile(f)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def bench_inputs(work: Path) -> list[Row]:
+    big = work / "big.bin"
+    h = hashlib.sha256()
+    with big.open("wb") as f:
+        for _ in range(1024):
+            block = os.urandom(1 << 20)
+            h.update(block)
+            f.write(block)
+    handler = type("H", (_SendfileHandler,), {"path_on_disk": big})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/big.bin"
+    lock = work / "lock.toml"
+    lock.write_text(
+        f'schema = 1\n[target]\nname = "bench"\nglibc = "2.18"\n[base]\nimage = "x/y:1"\nid = "sha256:{"0" * 64}"\n'
+        f'[[artifact]]\nname = "big"\nurl = "{url}"\nsha256 = "{h.hexdigest()}"\n'
+    )
+    size_mb = big.stat().st_size / 1e6
+    counter = iter(range(1000))
+
+    def ours() -> float:
+        cache = work / f"cache{next(counter)}"
+        t = run(invoke("download", "--lock", str(lock)), {"INVOKE_COMPATBUILD_CACHE": str(cache)})
+        shutil.rmtree(cache)
+        return t
+
+    def curl() -> float:
+        t = run(["curl", "-sS", "-o", str(work / "curl.out"), url])
+        (work / "curl.out").unlink()
+        return t
+
+    speed = interleave(3, ours=ours, curl=curl)
+    cached = {"INVOKE_COMPATBUILD_CACHE": str(work / "warm")}
+    run(invoke("download", "--lock", str(lock)), cached)
+    run(invoke("verify", "--lock", str(lock)), cached)
+    noop = interleave(
+        10,
+        download=lambda: run(invoke("download", "--lock", str(lock)), cached),
+        verify=lambda: run(invoke("verify", "--lock", str(lock)), cached),
+        both=lambda: run(invoke("download", "--lock", str(lock), "verify", "--lock", str(lock)), cached),
+        listing=lambda: run(invoke("--list")),
+    )
+    server.shutdown()
+    ours_mbs, curl_mbs = size_mb / speed["ours"], size_mb / speed["curl"]
+    base = f"{noop['listing']:.2f} s"
+    return [
+        ("`invoke download`, 1 GiB from loopback (fresh cache)", f"{ours_mbs:.0f} MB/s", f"curl {curl_mbs:.0f} MB/s",
+         f"{ours_mbs / curl_mbs:.2f}x curl"),
+        ("`invoke download`, all cached", f"{noop['download']:.2f} s", base,
+         f"{noop['download'] / noop['listing']:.2f}x `--list`"),
+        ("`invoke verify`, all verified", f"{noop['verify']:.2f} s", base,
+         f"{noop['verify'] / noop['listing']:.2f}x `--list`"),
+        ("`invoke download verify` (one process)", f"{noop['both']:.2f} s", base,
+         f"{noop['both'] / noop['listing']:.2f}x `--list`"),
+    ]
+
+
+# ------------------------------------------------------------------ image
+
+
+def bench_image(work: Path) -> list[Row]:
+    cache = Path(os.environ.get("COMPATBUILD_BENCH_CACHE", str(work / "cache")))
+    env = {"INVOKE_COMPATBUILD_CACHE": str(cache)}
+    lock = tp.prepare_profile(work / "profile", cache=tp.default_cache_dir())
+    dk = connect()
+    plans = stages.plan(lockfile.load(lock), Store(cache), "builder")
+    for p in reversed(plans):  # cold: remove this lockfile's stage images (the base stays)
+        dk.remove_image(p.tag)
+    cold = run(invoke("image", "--lock", str(lock)), env)
+    warm = statistics.median(run(invoke("image", "--lock", str(lock)), env) for _ in range(5))
+    listing = statistics.median(run(invoke("--list")) for _ in range(5))
+    # The same real toolchain packed under another version name: a new Rust input.
+    rust = tp.make_rust_installer(work / "rust2", version="1.95.0-bench", cache=work / "rustcache")
+    text = lock.read_text()
+    old = lockfile.load(lock).artifact("rust")
+    variant = work / "variant.toml"
+    variant.write_text(text.replace(old.url, rust.as_uri()).replace(old.sha256, sha256_file(rust)))
+    rebuild = run(invoke("image", "--lock", str(variant)), env)
+    return [
+        ("`invoke image`, cold (every stage but the base)", f"{cold:.0f} s", "", "1.00"),
+        ("`invoke image`, nothing changed", f"{warm:.2f} s", f"`--list` {listing:.2f} s",
+         f"{warm / cold:.3f} of cold; {warm / listing:.2f}x `--list`"),
+        ("`invoke image`, only the Rust input changed", f"{rebuild:.0f} s", f"cold {cold:.0f} s",
+         f"{rebuild / cold:.2f} of cold"),
+    ]
+
+
+# ------------------------------------------------------------------ build
+
+
+def bench_build(work: Path) -> list[Row]:
+    crate_src = ROOT / "tests" / "crates" / "with_dep"
+    crate = work / "with_dep"
+    shutil.copytree(crate_src, crate, ignore=shutil.ignore_patterns("target"))
+    lock = tp.prepare_profile(work / "profile", cache=tp.default_cache_dir())
+    cache = Path(os.environ.get("COMPATBUILD_BENCH_CACHE", str(work / "cache")))
+    env = {"INVOKE_COMPATBUILD_CACHE": str(cache), "INVOKE_COMPATBUILD_OUT": str(work / "out")}
+    build = invoke("build", "--lock", str(lock), "--crate", str(crate))
+    run(build, env)  # images and registry warm
+    native_target = work / "native-target"
+    native = ["cargo", "build", "--release", "--target-dir", str(native_target)]
+    run(native, cwd=crate)
+    lib = crate / "src" / "lib.rs"
+
+    def wipe_and(cmd: list[str], extra: dict[str, str] | None, cwd: Path, where: Path) -> float:
+        shutil.rmtree(where, ignore_errors=True)
+        return run(cmd, extra, cwd)
+
+    ours_target = next((cache / "targets").glob("with_dep-*"))
+    cold = interleave(
+        3,
+        native=lambda: wipe_and(native, None, crate, native_target),
+        ours=lambda: wipe_and(build, env, ROOT, ours_target),
+    )
+
+    def touched(cmd: list[str], extra: dict[str, str] | None, cwd: Path) -> float:
+        lib.touch()
+        return run(cmd, extra, cwd)
+
+    inc = interleave(5, native=lambda: touched(native, None, crate), ours=lambda: touched(build, env, ROOT))
+    smoke = invoke("smoke", "--lock", str(lock))
+    run(smoke, env)
+    chain = interleave(5, smoke=lambda: run(smoke, env), listing=lambda: run(invoke("--list")))
+    return [
+        ("`invoke build` with_dep, cold target", f"{cold['ours']:.2f} s", f"native cargo {cold['native']:.2f} s",
+         f"{cold['ours'] / cold['native']:.2f}x native"),
+        ("`invoke build` with_dep, one file touched", f"{inc['ours']:.2f} s", f"native cargo {inc['native']:.2f} s",
+         f"{inc['ours'] / inc['native']:.2f}x native"),
+        ("`invoke smoke`, everything cached", f"{chain['smoke']:.2f} s", f"`--list` {chain['listing']:.2f} s",
+         f"{chain['smoke'] / chain['listing']:.2f}x `--list`"),
+    ]
+
+
+def main(argv: list[str]) -> None:
+    which = argv or ["inputs", "image", "build"]
+    benches = {"inputs": ("Trusted inputs", bench_inputs), "image": ("Builder image (test profile)", bench_image),
+               "build": ("build and smoke (test profile, warm image)", bench_build)}
+    print(f"compatbuild benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; medians, one run")
+    for name in which:
+        title, fn = benches[name]
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            table(title, fn(Path(tmp)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

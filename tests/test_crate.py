@@ -1,0 +1,132 @@
+"""tasks.crate: what a crate path builds, read by cargo metadata and by tomllib alike."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tasks.crate import inspect_crate
+from tasks.errors import CompatError, CrateError
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "examples" / "hello"
+CRATES = Path(__file__).resolve().parent / "crates"
+
+HAVE_CARGO = shutil.which("cargo") is not None
+MODES = [
+    pytest.param(False, id="tomllib"),
+    pytest.param(
+        None, id="cargo"
+    ),
+]
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def package(root: Path, name: str, *, lib: str = "", crate_types: str = '["cdylib"]') -> Path:
+    lines = [f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n']
+    if crate_types:
+        lines.append(f"[lib]\n{lib}crate-type = {crate_types}\n")
+    write(root / "Cargo.toml", "".join(lines))
+    write(root / "src" / "lib.rs", "")
+    return root
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_example_crate_builds_one_cdylib_named_hello(use_cargo: bool | None) -> None:
+    info = inspect_crate(HELLO, use_cargo=use_cargo)
+    assert info.name == "hello"
+    assert info.cdylibs == ("hello",)
+    assert info.library_files == ("libhello.so",)
+    assert info.manifest == HELLO / "Cargo.toml"
+    assert info.root == HELLO and info.workspace_root == HELLO
+    assert not info.workspace
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_hyphenated_package_gives_underscored_library(use_cargo: bool | None) -> None:
+    info = inspect_crate(CRATES / "with_dep", use_cargo=use_cargo)
+    assert (info.name, info.cdylibs) == ("with-dep", ("with_dep",))
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_lib_name_and_extra_crate_types(tmp_path: Path, use_cargo: bool | None) -> None:
+    package(tmp_path / "c", "my-pkg", lib='name = "plugin_x"\n', crate_types='["rlib", "cdylib"]')
+    info = inspect_crate(tmp_path / "c", use_cargo=use_cargo)
+    assert (info.name, info.cdylibs) == ("my-pkg", ("plugin_x",))
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_path_to_cargo_toml_is_accepted(use_cargo: bool | None) -> None:
+    assert inspect_crate(HELLO / "Cargo.toml", use_cargo=use_cargo).root == HELLO
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_virtual_workspace_gives_cdylibs_of_all_members(
+    tmp_path: Path, use_cargo: bool | None
+) -> None:
+    ws = tmp_path / "ws"
+    write(ws / "Cargo.toml", '[workspace]\nmembers = ["plugins/*", "core"]\nresolver = "2"\n')
+    package(ws / "plugins" / "alpha", "alpha")
+    package(ws / "plugins" / "beta-two", "beta-two")
+    package(ws / "core", "core", crate_types="")
+    info = inspect_crate(ws, use_cargo=use_cargo)
+    assert info.workspace
+    assert sorted(info.cdylibs) == ["alpha", "beta_two"]
+    assert info.workspace_root == ws.resolve()
+
+    member = inspect_crate(ws / "plugins" / "beta-two", use_cargo=use_cargo)
+    assert member.cdylibs == ("beta_two",)
+    assert not member.workspace
+    assert member.workspace_root == ws.resolve()
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_workspace_without_any_cdylib_is_refused(tmp_path: Path, use_cargo: bool | None) -> None:
+    ws = tmp_path / "ws"
+    write(ws / "Cargo.toml", '[workspace]\nmembers = ["core"]\nresolver = "2"\n')
+    package(ws / "core", "core", crate_types="")
+    with pytest.raises(CrateError, match="no cdylib target"):
+        inspect_crate(ws, use_cargo=use_cargo)
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_plain_lib_is_refused_with_the_fix_in_the_message(use_cargo: bool | None) -> None:
+    with pytest.raises(CrateError) as err:
+        inspect_crate(CRATES / "no_cdylib", use_cargo=use_cargo)
+    text = str(err.value)
+    assert "no-cdylib" in text and "no cdylib target" in text
+    assert "add `[lib] crate-type = [\"cdylib\"]` to Cargo.toml" in text and "\n" not in text
+    assert err.value.exit_code == 8 and isinstance(err.value, CompatError)
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_missing_path_is_refused(tmp_path: Path, use_cargo: bool | None) -> None:
+    with pytest.raises(CrateError, match="no such crate directory"):
+        inspect_crate(tmp_path / "nowhere", use_cargo=use_cargo)
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_directory_without_cargo_toml_is_refused(tmp_path: Path, use_cargo: bool | None) -> None:
+    (tmp_path / "src").mkdir()
+    with pytest.raises(CrateError, match="no Cargo.toml"):
+        inspect_crate(tmp_path, use_cargo=use_cargo)
+
+
+@pytest.mark.parametrize("use_cargo", MODES)
+def test_malformed_manifest_is_one_line_crate_error(tmp_path: Path, use_cargo: bool | None) -> None:
+    write(tmp_path / "Cargo.toml", "[package\nname = 3\n")
+    with pytest.raises(CrateError) as err:
+        inspect_crate(tmp_path, use_cargo=use_cargo)
+    assert "Cargo.toml" in str(err.value) or "cargo metadata failed" in str(err.value)
+
+
+def test_missing_package_name_is_reported_by_the_toml_reader(tmp_path: Path) -> None:
+    write(tmp_path / "Cargo.toml", '[lib]\ncrate-type = ["cdylib"]\n')
+    with pytest.raises(CrateError, match=r"\[package\] name is missing"):
+        inspect_crate(tmp_path, use_cargo=False)
