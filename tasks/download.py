@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import queue
 import re
 import stat
 import sys
@@ -35,7 +36,7 @@ from tasks.lockfile import Lockfile, Resource
 from tasks.settings import Settings
 from tasks.store import Store
 
-CHUNK = 1 << 16
+CHUNK = 1 << 20
 TIMEOUT: tuple[float, float] = (10.0, 60.0)  # (connect, read) seconds
 RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)  # sleeps between the attempts at one URL
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes when known)
@@ -201,7 +202,7 @@ class _Transfer:
                 whole = int(length) if length.isdigit() else None
             else:
                 raise DownloadError(f"HTTP {code} {resp.reason} for {url}")
-            got, lost = self.write(resp.raw.stream(CHUNK, decode_content=False), mode, h,
+            got, lost = self.write(_raw_chunks(resp.raw), mode, h,
                                    offset, whole)
         if whole is not None and got < whole:
             raise _Retry(f"truncated: got {got} of {whole} bytes from {url}")
@@ -224,14 +225,19 @@ class _Transfer:
     def write(self, chunks: Iterator[bytes], mode: str, h: hashlib._Hash, got: int,
               whole: int | None) -> tuple[int, BaseException | None]:
         """Append ``chunks`` to the ``.part`` and ``h``; (bytes held, network error or None).
+
+        Hashing runs in its own thread (hashlib releases the GIL) while this one reads the
+        socket and writes the file, so the hash costs almost nothing. No fsync:
+        a kill cannot lose page-cache bytes, and after a power loss ``verify`` re-hashes any
+        file whose size or mtime changed and moves a damaged one aside.
         Only a local disk error raises; the caller judges a network error by the bytes held."""
         lost: BaseException | None = None
         try:
-            with self.part.open(mode) as f:
+            with self.part.open(mode) as f, _Sink(h.update) as hasher:
                 try:
                     for chunk in chunks:
+                        hasher.put(chunk)
                         f.write(chunk)
-                        h.update(chunk)
                         got += len(chunk)
                         if self.progress:
                             self.progress(got, whole)
@@ -239,12 +245,52 @@ class _Transfer:
                             raise _Fatal("interrupted")
                 except _NETWORK as exc:
                     lost = exc
-                f.flush()
-                if lost is None:
-                    os.fsync(f.fileno())
         except OSError as exc:
             raise _Fatal(_disk_text(self.part, exc)) from None
         return got, lost
+
+
+def _raw_chunks(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
+    """The bytes as received, never decoded (Content-Encoding is part of what is pinned).
+
+    ``read1`` returns what one socket read brings (up to CHUNK), so a connection that dies
+    mid-body loses nothing already received: the resume starts right after it.
+    """
+    while chunk := raw.read1(CHUNK, decode_content=False):
+        yield chunk
+
+
+class _Sink:
+    """A worker thread applying ``fn`` to each queued chunk, in order; errors re-raised."""
+
+    def __init__(self, fn: Callable[[bytes], object]) -> None:
+        self.fn = fn
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.fn(chunk)
+                except BaseException as exc:  # handed to the caller's thread
+                    self.error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def __enter__(self) -> _Sink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _hash_part(part: Path) -> tuple[hashlib._Hash, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,31 @@ def test_user_errors_are_one_line_with_exit_code(tmp_path: Path, args: list[str]
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("compatbuild: ") and text in lines[0], lines
+
+
+def test_docker_not_running_is_one_line_exit_6(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    r = subprocess.run([sys.executable, "-m", "invoke", "image"], cwd=PROJECT_ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 6
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("compatbuild: cannot reach the Docker daemon")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_build_and_audit_json_for_ci(profile_lock: Path, profile_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`invoke build --json` then `invoke audit --json`: stdout is JSON only, logs go to stderr."""
+    env = {**os.environ, "INVOKE_COMPATBUILD_CACHE": str(profile_settings.cache),
+           "INVOKE_COMPATBUILD_OUT": str(tmp_path / "out")}
+    r = subprocess.run([sys.executable, "-m", "invoke", "build", "--json", "--lock", str(profile_lock)],
+                       cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    [lib] = report["libraries"]
+    assert lib == str(tmp_path / "out" / "libhello.so") and Path(lib).is_file()
+    assert report["audit"][0]["ok"] is True
+    a = subprocess.run([sys.executable, "-m", "invoke", "audit", "--json", "--glibc", "2.17"],
+                       cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    audit = json.loads(a.stdout)  # defaults to the last build's libraries
+    assert a.returncode == 10 and audit["ok"] is False  # bullseye's glibc 2.31 is newer than 2.17
+    assert any(s["version"].startswith("GLIBC_2.") for s in audit["libraries"][0]["too_new"])
