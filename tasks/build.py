@@ -32,7 +32,6 @@ from tasks.docker_client import Docker
 from tasks.errors import CargoError, CompatError, CrateError
 from tasks.lockfile import Lockfile
 from tasks.settings import Settings
-from tasks.stages import ensure_stages
 from tasks.store import Store, write_atomic
 
 RECORD = "last-build.json"
@@ -89,8 +88,7 @@ def build_crate(
     """Build ``crate``'s cdylibs in the builder image; copy them into ``out`` (settings.out)."""
     started = time.monotonic()
     info = inspect_crate(crate)
-    pipeline.inputs_ready(lock, settings, _builder_inputs(), log)
-    tag = ensure_stages(dk, lock, store, "builder", log=log, on_line=on_line)[-1].tag
+    tag = pipeline.image(dk, lock, settings, "builder", log=log, on_line=on_line)
     home, target = cargo_home(settings), target_dir(settings, info)
     for d in (home, target):
         d.mkdir(parents=True, exist_ok=True)
@@ -153,15 +151,6 @@ def last_build(out: Path) -> LastBuild:
     if missing:
         raise CompatError(f"{missing[0]} from the last build is gone; run `invoke build` again")
     return found
-
-
-def _builder_inputs() -> list[str]:
-    from tasks.stages import chain
-
-    names: list[str] = []
-    for s in chain("builder"):
-        names += list(s.artifacts) + (["rpms"] if s.rpms else [])
-    return names
 
 
 def _fetch(dk: Docker, tag: str, info: CrateInfo, home: Path, volumes: dict[str, dict[str, str]],

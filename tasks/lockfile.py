@@ -7,7 +7,7 @@ field, e.g. ``rsrc.lock.toml: artifact 'llvm': sha256 must be 64 hex digits``.
 Schema 1::
 
     schema = 1
-    [target]            name, glibc ("2.18")
+    [target]            name, glibc ("2.18"), packages (optional: what the rpms stage installs)
     [base]              image (a reference), digest (registry manifest digest) and/or id
     [[key]]             name, url, sha256 (optional), fingerprints = [...]
     [[artifact]]        name, url, sha256, filename (optional), alt_urls (optional),
@@ -43,6 +43,7 @@ class Target:
 
     name: str
     glibc: str
+    packages: tuple[str, ...] = ()  # what the rpms stage installs; `invoke rpms --refresh` pins them
 
 
 @dataclass(frozen=True)
@@ -190,10 +191,14 @@ def parse(data: dict[str, Any], path: Path) -> Lockfile:
         )
     v.unknown(data, "top level", {"schema", "target", "base", "key", "artifact", "rpm"})
     target_t = v.table(data, "target", "target")
-    v.unknown(target_t, "target", {"name", "glibc"})
+    v.unknown(target_t, "target", {"name", "glibc", "packages"})
+    packages = target_t.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and _NAME.match(p) for p in packages):
+        raise LockfileError(f"{path.name}: target: packages must be a list of package names")
     target = Target(
         name=v.name(target_t, "target"),
         glibc=v.required(target_t, "target", "glibc", pattern=_GLIBC, what="a version like 2.18"),
+        packages=tuple(packages),
     )
     base_t = v.table(data, "base", "base")
     v.unknown(base_t, "base", {"image", "digest", "id"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
-from tasks import download, stages, verify
+from tasks import download, lockfile, rpms, stages, verify
 from tasks.docker_client import Docker
 from tasks.lockfile import Lockfile
 from tasks.settings import Settings
@@ -49,9 +49,22 @@ def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log
         if s.rpms:
             needed.append("rpms")
     stages.ensure_base(dk, lock, log)  # fail fast: a missing base needs no downloads
+    if "rpms" in needed and lock.target.packages and not lock.rpms:
+        log(f"{lock.path.name} pins no RPMs yet: resolving {lock.target.name}'s packages")
+        lock = refresh_rpm_pins(dk, lock, settings, log)
     inputs_ready(lock, settings, needed, log)
     plans = stages.ensure_stages(dk, lock, Store(settings.cache), upto, log=log, on_line=on_line)
     return plans[-1].tag
+
+
+def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = print) -> Lockfile:
+    """Resolve ``[target] packages`` from the archive and rewrite ``[[rpm]]``; the new lockfile."""
+    base = stages.ensure_base(dk, lock, log)
+    installed = rpms.installed_in_base(dk, base)
+    packages = lock.target.packages or rpms.PACKAGES
+    rpms.refresh(lock.path, packages=tuple(packages) + rpms.SYSROOT_PACKAGES, installed=installed,
+                 fetch_bytes=lambda url: rpms.http_get(settings.mirror(url)), log=log)
+    return lockfile.load(lock.path)
 
 
 def _quiet(log: Log) -> Log:

@@ -27,9 +27,11 @@ from pathlib import Path
 
 import filelock
 
+from tasks import pipeline
 from tasks.docker_client import Docker
 from tasks.errors import CompatError, SmokeError
 from tasks.lockfile import Lockfile
+from tasks.settings import Settings
 from tasks.stages import DOCKER_DIR, ensure_stages
 from tasks.store import Store
 
@@ -120,12 +122,19 @@ def smoke_in_image(
     optional_symbol: str | None = "test",
     log: Log = print,
     on_line: Log | None = print,
+    settings: Settings | None = None,
 ) -> list[SmokeResult]:
-    """dlopen each library in the target's smoke image (built if missing), as nobody."""
+    """dlopen each library in the target's smoke image (built if missing), as nobody.
+
+    With ``settings`` the smoke stage's inputs are fetched and verified first (the task
+    does this); without, they must be in ``store`` already.
+    """
     libs = _libraries(libraries)
-    tag = ensure_stages(dk, lock, store, "smoke", log=log, on_line=on_line or (lambda _: None))[
-        -1
-    ].tag
+    quiet: Log = on_line or (lambda _: None)
+    if settings is not None:
+        tag = pipeline.image(dk, lock, settings, "smoke", log=log, on_line=quiet)
+    else:
+        tag = ensure_stages(dk, lock, store, "smoke", log=log, on_line=quiet)[-1].tag
     where = f"{lock.target.name} (glibc {lock.target.glibc}, image {tag})"
     results = []
     for lib in libs:

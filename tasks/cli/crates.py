@@ -118,7 +118,7 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
         print(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
         smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=print)
     else:
-        smoke_lib.smoke_in_image(docker_client.connect(), lf, store, libs, symbol=sym, log=print)
+        smoke_lib.smoke_in_image(docker_client.connect(), lf, store, libs, symbol=sym, log=print, settings=s)
     if current:
         print(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
         smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)

@@ -9,7 +9,6 @@ from invoke.context import Context
 from invoke.tasks import Task, task
 
 from tasks import docker_client, lockfile, pipeline, stages
-from tasks import rpms as rpms_lib
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
 from tasks.store import Store
 
@@ -28,13 +27,7 @@ def rpms_(c: Context, lock: str = "", refresh: bool = False) -> None:
     s = settings(c, lock)
     lf = lockfile.load(s.lock)
     if refresh:
-        dk = docker_client.connect()
-        base = stages.ensure_base(dk, lf, print)
-        installed = rpms_lib.installed_in_base(dk, base)
-        rpms_lib.refresh(
-            s.lock, installed=installed, fetch_bytes=lambda u: rpms_lib.http_get(s.mirror(u)), log=print
-        )
-        lf = lockfile.load(s.lock)
+        lf = pipeline.refresh_rpm_pins(docker_client.connect(), lf, s)
     if not lf.rpms:
         print(f"{s.lock.name}: no [[rpm]] pins; run `invoke rpms --refresh` where the archive is reachable")
         return
