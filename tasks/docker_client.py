@@ -73,6 +73,7 @@ class Docker:
         labels: Mapping[str, str],
         on_line: Callable[[str], None],
         what: str,
+        nocache: bool = False,
     ) -> str:
         """Build a classic-builder context tar, streaming each log line to ``on_line``.
 
@@ -97,6 +98,7 @@ class Docker:
                 labels=dict(labels),
                 rm=True,
                 forcerm=True,
+                nocache=nocache,
                 decode=True,
             )
             for chunk in stream:

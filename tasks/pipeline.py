@@ -41,7 +41,7 @@ def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: 
 
 
 def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log = print,
-          on_line: Log = print) -> str:
+          on_line: Log = print, nocache: bool = False) -> str:
     """Every stage up to ``upto``, inputs fetched and verified first; returns its tag."""
     needed: list[str] = []
     for s in stages.chain(upto):
@@ -53,7 +53,8 @@ def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log
         log(f"{lock.path.name} pins no RPMs yet: resolving {lock.target.name}'s packages")
         lock = refresh_rpm_pins(dk, lock, settings, log)
     inputs_ready(lock, settings, needed, log)
-    plans = stages.ensure_stages(dk, lock, Store(settings.cache), upto, log=log, on_line=on_line)
+    plans = stages.ensure_stages(dk, lock, Store(settings.cache), upto, log=log, on_line=on_line,
+                                 nocache=nocache)
     return plans[-1].tag
 
 

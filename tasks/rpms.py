@@ -5,7 +5,8 @@ checked), resolves the wanted packages' closure and writes URL + sha256 pins. Wh
 image already meets is left out, by name, provide or file *and version* (``rpm -Uvh``
 checks versions too: a pinned glibc needing ``glibc-common = 2.18-19.fc20`` pins it when
 the base has 2.18-11). Sysroot packages are pinned even when installed: the sysroot is
-unpacked from their files. Only :func:`installed_in_base` needs Docker.
+unpacked from their files. Only :func:`installed_in_base` needs Docker. Version comparison
+(:func:`rpmvercmp`, :func:`evrcmp`, :func:`satisfies`) lives in :mod:`tasks.rpmver`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import gzip
 import hashlib
 import io
 import lzma
-import re
 import time
 import tomllib
 import xml.etree.ElementTree as ET
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cmp_to_key
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 from urllib.parse import urljoin
 
 import requests
@@ -33,6 +33,8 @@ from tasks import lockfile
 from tasks.docker_client import Docker
 from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch
 from tasks.lockfile import Rpm
+from tasks.rpmver import EQ, FLAGS, Dep, Evr, evrcmp, parse_evr, satisfies
+from tasks.rpmver import rpmvercmp as rpmvercmp  # re-exported: tests use tasks.rpms.rpmvercmp
 from tasks.store import write_atomic
 
 PACKAGES = ("coreutils", "gcc", "gcc-c++", "make", "which", "tar", "xz", "gzip", "python",
@@ -58,40 +60,10 @@ _NOISE = ("(contains no files)", "warning:", "error:")
 _XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 _HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256",
            "sha384": "sha384", "sha512": "sha512"}
-_SEGMENT = re.compile(r"[0-9]+|[A-Za-z]+|~|\^")
-_LT, _GT, _EQ = 2, 4, 8
-_FLAGS = {"LT": _LT, "GT": _GT, "EQ": _EQ, "LE": _LT | _EQ, "GE": _GT | _EQ,
-          "<": _LT, ">": _GT, "=": _EQ, "<=": _LT | _EQ, ">=": _GT | _EQ}
 
 
 class RpmError(CompatError):
     """Repository metadata is unusable, or a requirement cannot be met."""
-
-
-class Evr(NamedTuple):
-    """epoch:version-release; ``release`` is "" when a dependency leaves it out."""
-
-    epoch: int
-    version: str
-    release: str = ""
-
-    def __str__(self) -> str:
-        e = f"{self.epoch}:" if self.epoch else ""
-        return f"{e}{self.version}-{self.release}" if self.release else f"{e}{self.version}"
-
-
-class Dep(NamedTuple):
-    """A provide or requirement: a name, and optionally a comparison (rpm flag bits) and EVR."""
-
-    name: str
-    flags: int = 0
-    evr: Evr | None = None
-
-    def __str__(self) -> str:
-        if self.evr is None:
-            return self.name
-        op = {v: k for k, v in _FLAGS.items() if not k.isalpha()}[self.flags]
-        return f"{self.name} {op} {self.evr}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,70 +89,6 @@ class Package:
     @property
     def url(self) -> str:
         return urljoin(self.base, self.location)
-
-
-def rpmvercmp(a: str, b: str) -> int:
-    """rpm's version comparison (rpmio/rpmvercmp.c, with ``~`` and ``^``): -1, 0 or 1.
-
-    Runs of ASCII digits or letters are the segments, anything else separates them;
-    ``~`` sorts before everything (even the end), ``^`` after the end but before the rest.
-    """
-    if a == b:
-        return 0
-    xs, ys = _SEGMENT.findall(a), _SEGMENT.findall(b)
-    for k in range(max(len(xs), len(ys))):
-        x, y = xs[k] if k < len(xs) else "", ys[k] if k < len(ys) else ""
-        if "~" in (x, y):
-            if x != y:
-                return -1 if x == "~" else 1
-            continue
-        if "^" in (x, y):
-            if x != y:
-                return -1 if not x else 1 if not y or x != "^" else -1
-            continue
-        if not x or not y:
-            return -1 if not x else 1
-        if x.isdigit() != y.isdigit():  # a number is newer than letters
-            return 1 if x.isdigit() else -1
-        if x.isdigit() and int(x) != int(y):
-            return 1 if int(x) > int(y) else -1
-        if not x.isdigit() and x != y:
-            return 1 if x > y else -1
-    return 0
-
-
-def evrcmp(a: Evr, b: Evr) -> int:
-    """Compare EVRs as rpm does for dependencies: a release missing on either side matches."""
-    if a.epoch != b.epoch:
-        return 1 if a.epoch > b.epoch else -1
-    c = rpmvercmp(a.version, b.version)
-    if c or not a.release or not b.release:
-        return c
-    return rpmvercmp(a.release, b.release)
-
-
-_EVR_KEY = cmp_to_key(evrcmp)
-
-
-def parse_evr(text: str) -> Evr:
-    """``[E:]V[-R]`` as rpm prints it."""
-    epoch, _, rest = text.rpartition(":")
-    version, _, release = rest.rpartition("-") if "-" in rest else (rest, "", "")
-    return Evr(int(epoch) if epoch.isdigit() else 0, version, release)
-
-
-def satisfies(provide: Dep, req: Dep) -> bool:
-    """Whether ``provide`` meets ``req`` (rpmdsCompare): unversioned sides always overlap."""
-    if provide.name != req.name:
-        return False
-    if provide.evr is None or req.evr is None or not provide.flags or not req.flags:
-        return True
-    sense = evrcmp(provide.evr, req.evr)
-    if sense < 0:
-        return bool(provide.flags & _GT or req.flags & _LT)
-    if sense > 0:
-        return bool(provide.flags & _LT or req.flags & _GT)
-    return bool(provide.flags & req.flags & (_EQ | _LT | _GT))
 
 
 def load_repo(base_url: str, fetch_bytes: FetchBytes) -> list[Package]:
@@ -253,7 +161,7 @@ def _parse_primary(stream: IO[bytes], base: str) -> Iterable[Package]:
 def _deps(parent: ET.Element | None) -> tuple[Dep, ...]:
     out: dict[Dep, None] = {}
     for e in parent if parent is not None else ():
-        flags = _FLAGS.get(e.get("flags", ""), 0)
+        flags = FLAGS.get(e.get("flags", ""), 0)
         evr = Evr(int(e.get("epoch") or 0), e.get("ver", ""), e.get("rel", "")) if flags else None
         out[Dep(e.get("name", ""), flags, evr)] = None
     return tuple(out)
@@ -265,8 +173,8 @@ def parse_installed(lines: Iterable[str]) -> dict[str, list[Dep]]:
     for line in lines:
         s = line.strip()
         parts = s.split(" ")
-        if len(parts) == 3 and parts[1] in _FLAGS:
-            have.setdefault(parts[0], []).append(Dep(parts[0], _FLAGS[parts[1]],
+        if len(parts) == 3 and parts[1] in FLAGS:
+            have.setdefault(parts[0], []).append(Dep(parts[0], FLAGS[parts[1]],
                                                      parse_evr(parts[2])))
         elif s and not s.startswith(_NOISE):
             have.setdefault(s, []).append(Dep(s))
@@ -286,6 +194,9 @@ def installed_in_base(dk: Docker, image: str) -> set[str]:
     return found
 
 
+_EVR_KEY = cmp_to_key(evrcmp)
+
+
 class _Index:
     """Every x86_64/noarch package of the repositories, by name, provide and listed file."""
 
@@ -293,7 +204,7 @@ class _Index:
         self.by_provide: dict[str, list[tuple[Package, Dep]]] = {}
         self.by_file: dict[str, list[Package]] = {}
         for p in (p for repo in repos for p in repo if p.arch in ARCHES):
-            for d in p.provides or (Dep(p.name, _EQ, p.evr),):
+            for d in p.provides or (Dep(p.name, EQ, p.evr),):
                 self.by_provide.setdefault(d.name, []).append((p, d))
             for f in p.files:
                 self.by_file.setdefault(f, []).append(p)

@@ -199,8 +199,13 @@ def ensure_stages(
     *,
     log: Log = print,
     on_line: Log = print,
+    nocache: bool = False,
 ) -> list[Plan]:
-    """Build every stage up to ``upto`` whose tag does not exist yet; return the plans."""
+    """Build every stage up to ``upto`` whose tag does not exist yet; return the plans.
+
+    ``nocache`` makes Docker's builder ignore its own layer cache for the stages it builds
+    (an existing tag is still reused: it names exactly these inputs).
+    """
     plans = plan(lock, store, upto)
     ensure_base(dk, lock, log)
     for p in plans:
@@ -219,6 +224,7 @@ def ensure_stages(
                     labels=p.labels,
                     on_line=on_line,
                     what=f"stage {p.stage.name}",
+                    nocache=nocache,
                 )
             log(f"Built stage {p.stage.name} in {time.monotonic() - started:.0f}s")
     return plans

@@ -22,6 +22,8 @@ from tasks import testprofile as tp
 from tasks.docker_client import Docker, connect
 from tasks.errors import DockerError
 from tasks.settings import Settings
+from tasks.store import Store
+from tests.gpgkeys import Keys, session_keys
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,6 +33,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "online" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def keys() -> Iterator[Keys]:
+    """Real ed25519 GPG keys made for this session (tests/gpgkeys.py)."""
+    with session_keys() as k:
+        yield k
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """An empty content-addressed store under the test's tmp_path."""
+    s = Store(tmp_path / "cache")
+    s.ensure()
+    return s
 
 
 @pytest.fixture(scope="session")

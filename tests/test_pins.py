@@ -6,7 +6,7 @@ import difflib
 import hashlib
 import os
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from tasks.pins import record_unpinned, refresh_rust
 from tasks.settings import PROJECT_ROOT
 from tasks.store import Store
 from tasks.verify import verify_all
-from tests.gpgkeys import Keys, TestKey, put, session_keys, write_lock
+from tests.gpgkeys import Keys, TestKey, put, write_lock
 
 REAL_LOCK = PROJECT_ROOT / "rsrc.lock.toml"
 RUST_FPR = "108F66205EAEB0AAA8DD5E1C85AB96E6FA1BE5FE"
@@ -26,19 +26,6 @@ RUST_KEY_URL = "https://static.rust-lang.org/rust-key.gpg.ascii"
 RUST_URL = "https://static.rust-lang.org/dist/rust-1.90.0-x86_64-unknown-linux-gnu.tar.gz"
 RUST_SHA = "e453bae1c68d02fe2eae065c5452d5731308164cd154154c6ee442d2fa590685"
 TRIPLE = "x86_64-unknown-linux-gnu"
-
-
-@pytest.fixture(scope="session")
-def keys() -> Iterator[Keys]:
-    with session_keys() as k:
-        yield k
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "cache")
-    s.ensure()
-    return s
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from tasks.errors import CompatError, HashMismatch, SignatureError
 from tasks.lockfile import Lockfile, load
 from tasks.store import Store
 from tasks.verify import NotDownloaded, Verified, listed_hashes, verify_all, verify_artifact
-from tests.gpgkeys import AFTER_EXPIRY, BEFORE_EXPIRY, Keys, TestKey, put, session_keys, write_lock
+from tests.gpgkeys import AFTER_EXPIRY, BEFORE_EXPIRY, Keys, TestKey, put, write_lock
 
 DIST = "https://example.invalid/dist"
 TOOL_URL = f"{DIST}/tool-1.0.tar.gz"
@@ -26,19 +25,6 @@ DATA = b"the real tool-1.0 tarball\n"
 CMAKE_URL = f"{DIST}/cmake-3.29.3-linux-x86_64.tar.gz"
 LIST_URL = f"{DIST}/cmake-3.29.3-SHA-256.txt"
 LIST_SIG_URL = f"{LIST_URL}.asc"
-
-
-@pytest.fixture(scope="session")
-def keys() -> Iterator[Keys]:
-    with session_keys() as k:
-        yield k
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "cache")
-    s.ensure()
-    return s
 
 
 def signed_tool(tmp_path: Path, store: Store, keys: Keys, *, signer: TestKey,

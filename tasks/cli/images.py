@@ -35,15 +35,17 @@ def rpms_(c: Context, lock: str = "", refresh: bool = False) -> None:
 
 
 def _image_task(upto: str, doc: str) -> Task[Any]:
-    def body(c: Context, lock: str = "") -> None:
+    def body(c: Context, lock: str = "", no_cache: bool = False) -> None:
         s = settings(c, lock)
         lf = lockfile.load(s.lock)
-        tag = pipeline.image(docker_client.connect(), lf, s, upto)
+        tag = pipeline.image(docker_client.connect(), lf, s, upto, nocache=no_cache)
         print(tag)
 
     body.__doc__ = doc
     name = "image" if upto == "builder" else upto
-    return task(name=name, help={"lock": LOCK_HELP})(reports_errors(body))  # type: ignore[no-any-return]
+    flags = {"lock": LOCK_HELP,
+             "no_cache": "build missing stages without Docker's layer cache (existing tags are still used)"}
+    return task(name=name, help=flags)(reports_errors(body))  # type: ignore[no-any-return]
 
 
 image_ = _image_task(

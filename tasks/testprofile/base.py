@@ -1,0 +1,147 @@
+"""Test-profile base image: Debian bullseye (glibc 2.31) from debootstrap, imported into Docker.
+
+:func:`build_base_image` debootstraps a minbase root filesystem with a C/C++ toolchain (and
+clang-11/lld-11 for the llvm stage), slims it, caches it as a tarball and ``docker import``s
+it with the image's PATH and a label keyed by its inputs. It does nothing when the tag exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import docker.errors
+from filelock import FileLock
+
+from tasks.docker_client import Docker, connect
+from tasks.errors import DockerError
+from tasks.testprofile.sources import DEBIAN_MIRROR, ProfileError
+
+BASE_TAG = "compatbuild-test/bullseye:base"
+BASE_PACKAGES = ("gcc", "g++", "libc6-dev", "make", "tar", "gzip", "xz-utils", "ca-certificates")
+LLVM_PACKAGES = ("clang-11", "lld-11")
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def image_id(dk: Docker, tag: str) -> str | None:
+    """The id (sha256:...) of the local image ``tag``, or None."""
+    image = dk.image(tag)
+    return None if image is None else str(image.id)
+
+
+def base_packages(with_llvm: bool = True) -> tuple[str, ...]:
+    return BASE_PACKAGES + (LLVM_PACKAGES if with_llvm else ())
+
+
+def build_base_image(
+    *,
+    tag: str = BASE_TAG,
+    workdir: Path,
+    suite: str = "bullseye",
+    mirror: str = DEBIAN_MIRROR,
+    with_llvm: bool = True,
+) -> str:
+    """Import a debootstrapped Debian ``suite`` as image ``tag``; return its id (sha256:...).
+
+    Does nothing when ``tag`` exists. The root filesystem tarball is cached in ``workdir``,
+    so a rebuild after ``docker rmi`` only re-imports it. ``with_llvm`` adds clang-11 and
+    lld-11, which the test profile's llvm stage installs as clang, clang++ and ld.lld.
+    """
+    dk = connect()
+    if found := image_id(dk, tag):
+        return found
+    packages = base_packages(with_llvm)
+    key = hashlib.sha256("\n".join([suite, mirror, "minbase", *packages]).encode()).hexdigest()[:16]
+    workdir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(workdir / f"{suite}-{key}.lock")):
+        if found := image_id(dk, tag):
+            return found
+        rootfs_tar = _rootfs_tarball(workdir / f"debian-{suite}-{key}.rootfs.tar", suite, mirror, packages)
+        repository, _, name = tag.rpartition(":")
+        if not repository or "/" in name:
+            repository, name = tag, "latest"
+        print(f"Importing {rootfs_tar.name} as {tag}")
+        changes = [
+            f"ENV PATH={IMAGE_PATH}",
+            "ENV LANG=C.UTF-8",
+            'CMD ["/bin/bash"]',
+            f"LABEL org.compatbuild.testprofile.rootfs={key}",
+        ]
+        try:
+            dk.client.api.import_image(src=str(rootfs_tar), repository=repository, tag=name, changes=changes)
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"docker import of {rootfs_tar} as {tag} failed: {exc}") from exc
+        found = image_id(dk, tag)
+        if found is None:
+            raise DockerError(f"docker import reported success but {tag} does not exist")
+        return found
+
+
+def _rootfs_tarball(dest: Path, suite: str, mirror: str, packages: tuple[str, ...]) -> Path:
+    if dest.exists():
+        print(f"Using cached {dest}")
+        return dest
+    debootstrap = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
+    if debootstrap is None:
+        raise ProfileError("debootstrap not found; install it (apt-get install debootstrap)")
+    rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=dest.parent))
+    part = dest.with_name(dest.name + ".part")
+    log = dest.with_suffix(".debootstrap.log")
+    try:
+        print(f"Bootstrapping Debian {suite} with {', '.join(packages)}")
+        with log.open("wb") as out:
+            done = subprocess.run(
+                [
+                    debootstrap,
+                    "--variant=minbase",
+                    f"--include={','.join(packages)}",
+                    suite,
+                    str(rootfs),
+                    mirror,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise ProfileError(f"debootstrap {suite} failed (exit {done.returncode}); see {log}")
+        _slim(rootfs)
+        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(part), "."], check=True)
+        os.replace(part, dest)
+    except subprocess.CalledProcessError as exc:
+        raise ProfileError(f"packing the {suite} root filesystem failed: {exc}") from exc
+    finally:
+        part.unlink(missing_ok=True)
+        _unmount_below(rootfs)
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return dest
+
+
+def _slim(rootfs: Path) -> None:
+    """Drop what a build image never reads: .debs, apt lists, docs, man pages, translations."""
+    for sub in (
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+    ):
+        for child in (rootfs / sub).glob("*"):
+            if child.is_dir() and not child.is_symlink():
+                if child.name != "partial":
+                    shutil.rmtree(child)
+            elif child.name != "lock":
+                child.unlink()
+
+
+def _unmount_below(path: Path) -> None:
+    """Unmount anything a failed debootstrap left mounted under ``path`` (before rmtree)."""
+    prefix = str(path) + "/"
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
