@@ -101,6 +101,8 @@ def test_changing_rust_rebuilds_only_rust_and_builder(
     new = {p.stage.name: p.tag for p in stages.plan(lockfile.load(lock), store, "builder")}
     assert [n for n in old if old[n] != new[n]] == ["rust", "builder"]
     assert tag == new["builder"]
+    for stale in (new["builder"], new["rust"]):  # leave the daemon as we found it
+        docker_client.remove_image(stale)
 
 
 def _broken_make(dest: Path) -> Path:
@@ -162,7 +164,11 @@ def test_two_concurrent_runs_end_with_one_image(
     tags = {o[0].strip().splitlines()[-1] for o in outs}
     assert len(tags) == 1
     assert sum(o[0].count("Building stage rust") for o in outs) == 1  # one built, one waited
-    assert docker_client.image(tags.pop()) is not None
+    built = tags.pop()
+    assert docker_client.image(built) is not None
+    plans = stages.plan(lockfile.load(lock), Store(profile_settings.cache), "rust")
+    assert plans[-1].tag == built
+    docker_client.remove_image(built)  # leave the daemon as we found it
 
 
 def test_images_lists_and_prune_removes_only_stale_tags(
