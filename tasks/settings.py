@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.errors import CompatError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = {
     "lock": str(PROJECT_ROOT / "rsrc.lock.toml"),
@@ -30,6 +32,16 @@ def default_cache_root() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "compatbuild"
+
+
+def _jobs(value: Any) -> int:
+    try:
+        jobs = int(value)
+    except (TypeError, ValueError):
+        jobs = 0
+    if jobs < 1:
+        raise CompatError(f"config compatbuild.jobs must be a whole number of 1 or more, not {value!r}")
+    return jobs
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ class Settings:
             lock=Path(lock or merged["lock"]).expanduser().resolve(),
             cache=Path(cache).expanduser().resolve(),
             out=Path(merged["out"]).expanduser().resolve(),
-            jobs=max(1, int(merged["jobs"])),
+            jobs=_jobs(merged["jobs"]),
             mirrors=dict(merged["mirrors"] or {}),
             progress=str(merged["progress"]),
         )

@@ -92,6 +92,10 @@ class Store:
         sha = data.get("sha256")
         return sha if isinstance(sha, str) and self.has(sha) else None
 
+    def forget_url(self, url: str) -> None:
+        """Drop the record of an unpinned URL, so the next download fetches it again."""
+        (self.root / "urls" / f"{key_of(url)}.json").unlink(missing_ok=True)
+
     def record_url(self, url: str, sha256: str, size: int) -> None:
         entry = {"url": url, "sha256": sha256, "size": size}
         write_atomic(self.root / "urls" / f"{key_of(url)}.json", json.dumps(entry).encode())

@@ -168,8 +168,15 @@ class _Tree:
     def symlink(self, name: str, target: str) -> None:
         path = self._path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if target.startswith("/"):
-            target = os.path.relpath(self.root / target.lstrip("/"), path.parent)
+        # Where the link points, as a path inside the sysroot, without following anything:
+        # an absolute target is relative to the sysroot's root; neither may leave it.
+        inside = os.path.normpath(
+            "/" + target.lstrip("/") if target.startswith("/")
+            else os.path.join("/", os.path.dirname(name.lstrip("./")), target)
+        )
+        if inside.startswith("/..") or not inside.startswith("/"):
+            raise CompatError(f"archive link {name!r} -> {target!r} points outside the sysroot")
+        target = os.path.relpath(self.root / inside.lstrip("/"), path.parent)
         if path.is_symlink() or path.is_file():
             path.unlink()
         elif path.is_dir():
@@ -178,10 +185,12 @@ class _Tree:
 
     def hardlink(self, name: str, existing: str) -> None:
         path, source = self._path(name), self._path(existing)
+        if source.is_symlink():
+            raise CompatError(f"archive hard link {name!r} -> {existing!r} names a symlink")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink() or path.exists():
             path.unlink()
-        os.link(source, path)
+        os.link(source, path, follow_symlinks=False)
 
 
 # ----------------------------------------------------------------------------- rpm

@@ -257,6 +257,24 @@ def verify_artifact(lock: Lockfile, artifact: Artifact, store: Store) -> Verifie
             "checksums_signature": artifact.checksums_signature_url or ""}
     for role, (path, sha) in files.items():
         _rehash(store, path, sha, f"{where}: {role} file {url_basename(urls[role])}")
+    try:
+        method, note = _check_signed(artifact, files, key, data, where)
+    except (SignatureError, HashMismatch) as exc:
+        # Unpinned files (signatures, lists, key files) are cached by URL: forget them, so
+        # a bad copy (an error page, a mirror's hiccup) is fetched again, never kept.
+        unpinned = [artifact.signature_url, artifact.checksums_url, artifact.checksums_signature_url,
+                    key.url if key is not None and key.sha256 is None else None]
+        for url in filter(None, unpinned):
+            store.forget_url(url)
+        raise type(exc)(f"{exc}; the next `invoke download` fetches its signature files again") from None
+    record = {"material": material, "method": method, "note": note}
+    write_atomic(stamp, json.dumps(record, sort_keys=True).encode())
+    return Verified(artifact.name, artifact.sha256, method, False, note)
+
+
+def _check_signed(artifact: Artifact, files: dict[str, tuple[Path, str]], key: Key | None, data: Path,
+                  where: str) -> tuple[str, str]:
+    """(method, note) of an artifact's signature and signed checksum list checks."""
     methods, notes = [], []
     if key is not None and "signature" in files:
         fpr, note = check_signature(
@@ -269,10 +287,7 @@ def verify_artifact(lock: Lockfile, artifact: Artifact, store: Store) -> Verifie
         fpr, note = _check_list(artifact, files, key, where)
         methods.append(f"signed checksum list by {fpr}")
         notes += [note] if note else []
-    method, note = "; ".join(methods) or "sha256", "; ".join(notes)
-    record = {"material": material, "method": method, "note": note}
-    write_atomic(stamp, json.dumps(record, sort_keys=True).encode())
-    return Verified(artifact.name, artifact.sha256, method, False, note)
+    return "; ".join(methods) or "sha256", "; ".join(notes)
 
 
 def _check_list(artifact: Artifact, files: dict[str, tuple[Path, str]], key: Key,

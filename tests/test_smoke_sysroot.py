@@ -314,3 +314,23 @@ def test_make_sysroot_from_pinned_rpms_in_fedora_layout(
         smoke_sysroot([native_hello], dest, cache=cache)
     assert NOT_FOUND.search(str(err.value))
     assert str(dest / "lib64/libc.so.6") in str(err.value)
+
+
+def test_archive_links_cannot_lead_outside_the_sysroot(tmp_path: Path) -> None:
+    """Links from packages are re-rooted in the sysroot; a hard link to a symlink is refused."""
+    from tasks.sysroot import _Tree
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host file")
+    root = tmp_path / "root"
+    root.mkdir()
+    tree = _Tree(root)
+    tree.symlink("abs", "../..")                        # relative, climbing past the root
+    tree.symlink("usr/lib/escape", "../../../../outside.txt")
+    tree.symlink("usr/lib64/libdl.so", "/lib64/libdl.so.2")  # absolute: inside the sysroot
+    for link in ("abs", "usr/lib/escape", "usr/lib64/libdl.so"):
+        resolved = Path(os.path.realpath(root / link))
+        assert resolved == root.resolve() or root.resolve() in resolved.parents, (link, resolved)
+    assert Path(os.path.realpath(root / "usr/lib64/libdl.so")) == root.resolve() / "lib64/libdl.so.2"
+    with pytest.raises(CompatError, match="names a symlink"):
+        tree.hardlink("grab", "abs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -373,3 +374,34 @@ def test_gpg_home_is_removed_and_no_agent_is_left(tmp_path: Path, store: Store, 
             assert homes[0].encode() not in cmdline.read_bytes()
         except OSError:
             continue
+
+
+def test_a_bad_signature_file_is_fetched_again_once_fixed_at_its_source(
+        tmp_path: Path, keys: Keys) -> None:
+    """An error page served as the .sig must not wedge the cache: verify forgets it."""
+    from tasks import download
+    from tasks.settings import Settings
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tool-1.0.tar.gz").write_bytes(DATA)
+    (src / "up.asc").write_bytes(keys.main.public)
+    sig = src / "tool-1.0.tar.gz.sig"
+    sig.write_bytes(b"<html>502 Bad Gateway</html>\n")
+    lock = load(write_lock(tmp_path / "rsrc.lock.toml",
+                           keys=[{"name": "up", "url": (src / "up.asc").as_uri(),
+                                  "fingerprints": [keys.main.fingerprint]}],
+                           artifacts=[{"name": "tool", "url": (src / "tool-1.0.tar.gz").as_uri(),
+                                       "sha256": hashlib.sha256(DATA).hexdigest(),
+                                       "signature_url": sig.as_uri(), "key": "up"}]))
+    settings = Settings(lock=lock.path, cache=tmp_path / "cache", out=tmp_path / "out")
+    store = Store(settings.cache)
+    download.fetch_all(lock, settings, log=lambda _l: None)
+    with pytest.raises(SignatureError, match="fetches its signature files again"):
+        verify_all(lock, store, log=lambda _l: None)
+    keys.ring.sign(keys.main, src / "tool-1.0.tar.gz", sig)  # the mirror recovers
+    lines: list[str] = []
+    download.fetch_all(lock, settings, log=lines.append)
+    assert any("Downloading signature of tool" in ln for ln in lines)
+    [v] = verify_all(lock, store, log=lambda _l: None)
+    assert v.method == f"signature by {keys.main.fingerprint}"

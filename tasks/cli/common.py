@@ -6,10 +6,13 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import docker.errors
+import requests
+import urllib3.exceptions
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from tasks.errors import CompatError
+from tasks.errors import CompatError, DockerError
 from tasks.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,7 +35,17 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except CompatError as exc:
             raise Exit(f"compatbuild: {exc}", code=exc.exit_code) from None
+        except (docker.errors.DockerException, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # docker-py talks HTTP to the daemon: a daemon that dies mid-build lands here.
+            raise Exit(f"compatbuild: lost the Docker daemon: {_first_line(exc)}", code=DockerError.exit_code) from None
+        except OSError as exc:  # a disk error in the cache or the output folder
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise Exit(f"compatbuild: {where}{exc.strerror or _first_line(exc)}", code=1) from None
         except KeyboardInterrupt:
             raise Exit("compatbuild: interrupted", code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -25,6 +25,7 @@ EXAMPLE_CRATE = PROJECT_ROOT / "examples" / "hello"
 
 
 @task(
+    auto_shortflags=False,
     name="build",
     help={
         "crate": "path of the crate to build (default: the bundled example, examples/hello)",
@@ -55,7 +56,7 @@ def build_(
     log = _stderr if json else print
     result = build_lib.build_crate(
         docker_client.connect(), lf, Store(s.cache), s, Path(crate or EXAMPLE_CRATE),
-        release=not debug, features=features, extra_args=shlex.split(cargo_args),
+        release=not debug, features=features, extra_args=_split(cargo_args),
         log=log, on_line=log,
     )
     audits = audit_lib.audit_paths(result.libraries, target_glibc=lf.target.glibc)
@@ -70,6 +71,7 @@ def build_(
 
 
 @task(
+    auto_shortflags=False,
     name="audit",
     iterable=["path"],
     help={
@@ -92,6 +94,7 @@ def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: boo
 
 
 @task(
+    auto_shortflags=False,
     name="smoke",
     iterable=["lib"],
     help={
@@ -141,6 +144,7 @@ def _last_or_example(s: object, lf: lockfile.Lockfile, store: Store) -> list[Pat
 
 
 @task(
+    auto_shortflags=False,
     name="sysroot",
     help={"dest": "folder to create (default: <cache>/sysroot-<target>)", "lock": LOCK_HELP},
 )
@@ -151,6 +155,13 @@ def sysroot_(c: Context, dest: str = "", lock: str = "") -> None:
     lf = lockfile.load(s.lock)
     where = Path(dest).resolve() if dest else s.cache / f"sysroot-{lf.target.name}"
     print(sysroot_lib.make_sysroot(lf, Store(s.cache), where))
+
+
+def _split(args: str) -> list[str]:
+    try:
+        return shlex.split(args)
+    except ValueError as exc:
+        raise CompatError(f"--cargo-args {args!r}: {exc}") from None
 
 
 def _audit_dicts(audits: list[audit_lib.LibraryAudit]) -> list[dict[str, object]]:

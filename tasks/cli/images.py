@@ -14,6 +14,7 @@ from tasks.store import Store
 
 
 @task(
+    auto_shortflags=False,
     name="rpms",
     help={
         "lock": LOCK_HELP,
@@ -45,7 +46,7 @@ def _image_task(upto: str, doc: str) -> Task[Any]:
     name = "image" if upto == "builder" else upto
     flags = {"lock": LOCK_HELP,
              "no_cache": "build missing stages without Docker's layer cache (existing tags are still used)"}
-    return task(name=name, help=flags)(reports_errors(body))  # type: ignore[no-any-return]
+    return task(name=name, help=flags, auto_shortflags=False)(reports_errors(body))  # type: ignore[no-any-return]
 
 
 image_ = _image_task(
@@ -56,6 +57,7 @@ rust_ = _image_task("rust", "Build the image stages up to the pinned Rust toolch
 
 
 @task(
+    auto_shortflags=False,
     name="images",
     help={
         "lock": LOCK_HELP,
@@ -80,6 +82,7 @@ def images_(c: Context, lock: str = "", prune: bool = False) -> None:
 
 
 @task(
+    auto_shortflags=False,
     name="test-profile",
     help={"root": "folder for the profile's inputs and lockfile (default: <cache>/test-profile)"},
 )

@@ -10,10 +10,12 @@ from invoke.tasks import task
 
 from tasks import download, lockfile, pins, verify
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.errors import CompatError
 from tasks.store import Store
 
 
 @task(
+    auto_shortflags=False,
     name="download",
     help={
         "lock": LOCK_HELP,
@@ -26,11 +28,13 @@ def download_(c: Context, lock: str = "", only: str = "", jobs: int = 0) -> None
     """Fetch every lockfile input into the content-addressed cache (resumable, cached)."""
     s = settings(c, lock)
     if jobs:
+        if jobs < 1:
+            raise CompatError(f"--jobs must be 1 or more, not {jobs}")
         s = dataclasses.replace(s, jobs=jobs)
     download.fetch_all(lockfile.load(s.lock), s, only=only or None)
 
 
-@task(name="verify", help={"lock": LOCK_HELP, "only": "verify just this artifact"})
+@task(auto_shortflags=False, name="verify", help={"lock": LOCK_HELP, "only": "verify just this artifact"})
 @reports_errors
 def verify_(c: Context, lock: str = "", only: str = "") -> None:
     """Check sha256, pinned-fingerprint signatures and signed checksum lists of the inputs."""
@@ -39,6 +43,7 @@ def verify_(c: Context, lock: str = "", only: str = "") -> None:
 
 
 @task(
+    auto_shortflags=False,
     name="lock",
     help={
         "lock": LOCK_HELP,
@@ -55,6 +60,7 @@ def lock_(c: Context, lock: str = "", rust: str = "") -> None:
         def fetch_url(url: str) -> Path:
             name = lockfile.url_basename(url)
             res = lockfile.Resource(f"channel file {name}", url, name, None)
+            store.forget_url(url)  # a channel manifest changes: always fetch the current one
             return download.fetch(res, store, mirror=s.mirror).path
 
         pins.refresh_rust(s.lock, store, version=rust, fetch=fetch_url)
