@@ -336,8 +336,12 @@ def _disk_text(path: Path, exc: BaseException) -> str:
 
 
 def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
-              log: Log = print) -> list[Fetched]:
-    """Fetch every resource (or one name's) a few at a time; end with a one-line summary."""
+              log: Log = print, idle_summary: bool = True) -> list[Fetched]:
+    """Fetch every resource (or one name's) a few at a time; end with a one-line summary.
+
+    ``idle_summary=False`` leaves the summary out when everything was cached already, for
+    callers (the image pipeline) that should say nothing when there is nothing to do.
+    """
     if only is not None:
         _check_name(lock, only)
     by_url: dict[str, Resource] = {}
@@ -362,8 +366,9 @@ def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
     new = [f for f in done if f.action == "downloaded"]
     size = f" ({decimal(sum(f.path.stat().st_size for f in new))})" if new else ""
     failed = f", {len(errors)} failed" if errors else ""
-    log(f"{len(futures)} file{'s' * (len(futures) != 1)}: {len(new)} downloaded{size}, "
-        f"{len(done) - len(new)} cached{failed}")
+    if new or errors or idle_summary:
+        log(f"{len(futures)} file{'s' * (len(futures) != 1)}: {len(new)} downloaded{size}, "
+            f"{len(done) - len(new)} cached{failed}")
     if errors and isinstance(errors[0], CompatError) and len(errors) > 1:
         raise type(errors[0])(f"{errors[0]} (and {len(errors) - 1} more failed)") from None
     if errors:

@@ -35,9 +35,9 @@ def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: 
     )
     if not (subset.artifacts or subset.rpms):
         return
-    download.fetch_all(subset, settings, log=_quiet(log))
+    download.fetch_all(subset, settings, log=log, idle_summary=False)
     if subset.artifacts:
-        verify.verify_all(subset, Store(settings.cache), log=_quiet(log))
+        verify.verify_all(subset, Store(settings.cache), log=log, idle_summary=False)
 
 
 def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log = print,
@@ -67,13 +67,3 @@ def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = 
                  fetch_bytes=lambda url: rpms.http_get(settings.mirror(url)), log=log)
     return lockfile.load(lock.path)
 
-
-def _quiet(log: Log) -> Log:
-    """Pass on what was done, drop the 'nothing to do' summaries of cached steps."""
-
-    def inner(line: str) -> None:
-        if " 0 downloaded" in line or ("0 fresh" in line and "verified" in line):
-            return
-        log(line)
-
-    return inner

@@ -319,8 +319,11 @@ def _read_stamp(stamp: Path, material: dict[str, Any]) -> tuple[str, str] | None
 
 
 def verify_all(lock: Lockfile, store: Store, *, only: str | None = None,
-               log: Callable[[str], None] = print) -> list[Verified]:
-    """Verify every artifact (or only one); raise the first failure, counting the others."""
+               log: Callable[[str], None] = print, idle_summary: bool = True) -> list[Verified]:
+    """Verify every artifact (or only one); raise the first failure, counting the others.
+
+    ``idle_summary=False`` leaves the summary out when every result came from a stamp.
+    """
     artifacts = [lock.artifact(only)] if only else list(lock.artifacts)
     done: list[Verified] = []
     failures: list[CompatError] = []
@@ -342,5 +345,6 @@ def verify_all(lock: Lockfile, store: Store, *, only: str | None = None,
         raise type(first)(f"{first} (and {len(failures) - 1} more)") from first
     fresh = sum(not v.cached for v in done)
     noun = "artifact" if len(done) == 1 else "artifacts"
-    log(f"{len(done)} {noun} verified ({fresh} fresh, {len(done) - fresh} cached)")
+    if fresh or idle_summary:
+        log(f"{len(done)} {noun} verified ({fresh} fresh, {len(done) - fresh} cached)")
     return done

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import json as jsonlib  # `json` is also build's and audit's flag
 import platform
 import shlex
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -18,7 +21,7 @@ from tasks import smoke as smoke_lib
 from tasks import sysroot as sysroot_lib
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
 from tasks.errors import CompatError
-from tasks.settings import PROJECT_ROOT
+from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
 
 EXAMPLE_CRATE = PROJECT_ROOT / "examples" / "hello"
@@ -53,16 +56,13 @@ def build_(
     if out:
         s = dataclasses.replace(s, out=Path(out).resolve())
     lf = lockfile.load(s.lock)
-    log = _stderr if json else print
-    result = build_lib.build_crate(
-        docker_client.connect(), lf, Store(s.cache), s, Path(crate or EXAMPLE_CRATE),
+    result, audits = _build_and_audit(
+        s, lf, Path(crate or EXAMPLE_CRATE), log=_stderr if json else print,
         release=not debug, features=features, extra_args=_split(cargo_args),
-        log=log, on_line=log,
     )
-    audits = audit_lib.audit_paths(result.libraries, target_glibc=lf.target.glibc)
     if json:
-        print(_json({"libraries": [str(p) for p in result.libraries],
-                     "image": result.image_tag, "audit": _audit_dicts(audits)}))
+        print(jsonlib.dumps({"libraries": [str(p) for p in result.libraries], "image": result.image_tag,
+                             "audit": [a.to_dict() for a in audits]}, indent=2))
     else:
         print(audit_lib.format_report(audits))
         for p in result.libraries:
@@ -115,7 +115,7 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
     if lib:
         libs = [Path(p).resolve() for p in lib]
     else:
-        libs = _last_or_example(s, lf, store)
+        libs = _last_or_example(s, lf)
     sym = symbol or None
     if sysroot:
         print(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
@@ -127,20 +127,25 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
         smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)
 
 
-def _last_or_example(s: object, lf: lockfile.Lockfile, store: Store) -> list[Path]:
-    from tasks.settings import Settings
-
-    assert isinstance(s, Settings)
+def _last_or_example(s: Settings, lf: lockfile.Lockfile) -> list[Path]:
     try:
         return list(build_lib.last_build(s.out).libraries)
     except CompatError:
         pass
     print(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
-    result = build_lib.build_crate(docker_client.connect(), lf, store, s, EXAMPLE_CRATE)
-    audits = audit_lib.audit_paths(result.libraries, target_glibc=lf.target.glibc)
+    result, audits = _build_and_audit(s, lf, EXAMPLE_CRATE)
     print(audit_lib.format_report(audits))
     audit_lib.raise_on_violation(audits)
     return list(result.libraries)
+
+
+def _build_and_audit(
+    s: Settings, lf: lockfile.Lockfile, crate: Path, *, log: Callable[[str], None] = print, **cargo: Any
+) -> tuple[build_lib.BuildResult, list[audit_lib.LibraryAudit]]:
+    """Build ``crate`` in the builder image and audit what it produced against the target."""
+    result = build_lib.build_crate(docker_client.connect(), lf, Store(s.cache), s, crate,
+                                   log=log, on_line=log, **cargo)
+    return result, audit_lib.audit_paths(result.libraries, target_glibc=lf.target.glibc)
 
 
 @task(
@@ -164,17 +169,7 @@ def _split(args: str) -> list[str]:
         raise CompatError(f"--cargo-args {args!r}: {exc}") from None
 
 
-def _audit_dicts(audits: list[audit_lib.LibraryAudit]) -> list[dict[str, object]]:
-    return [a.to_dict() for a in audits]
-
-
-def _json(obj: object) -> str:
-    return json.dumps(obj, indent=2)
-
-
 def _stderr(line: str) -> None:
-    import sys
-
     print(line, file=sys.stderr)
 
 
