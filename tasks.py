@@ -2,7 +2,7 @@
 
 invoke imports this file as the module ``tasks``, ahead of the ``tasks/`` package of the
 same name. Pointing ``__path__`` at that folder makes this module act as the package, so
-``tasks.download`` and friends are the same code whether invoke, pytest or mypy imports
+``tasks.inputs.download`` and friends are the same code whether invoke, pytest or mypy imports
 them. Compose your own pipelines below: every task is a function you can call.
 """
 

@@ -30,10 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks import lockfile, stages  # noqa: E402
-from tasks import testprofile as tp  # noqa: E402
-from tasks.docker_client import connect  # noqa: E402
+from tasks.image import stages  # noqa: E402
+from tasks.image.docker_client import connect  # noqa: E402
+from tasks.inputs import lockfile  # noqa: E402
 from tasks.store import Store, sha256_file  # noqa: E402
+from tests import profile as tp  # noqa: E402
 
 Row = tuple[str, str, str, str]
 

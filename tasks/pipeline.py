@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
-from tasks import download, lockfile, rpms, stages, verify
-from tasks.docker_client import Docker
-from tasks.lockfile import Lockfile
+from tasks.image import rpms, stages
+from tasks.image.docker_client import Docker
+from tasks.inputs import download, lockfile, verify
+from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
 from tasks.store import Store
 

@@ -1,6 +1,6 @@
 """Shared session fixtures: the Docker daemon and the bullseye test profile.
 
-The test profile (``tasks.testprofile``) is a local, offline stand-in for the upstream
+The test profile (``tests.profile``) is a local, offline stand-in for the upstream
 inputs: a Debian bullseye (glibc 2.31) base image made with debootstrap + docker import,
 and inputs of the same form as upstream's. The same stage Dockerfiles run on it for real.
 Its slow parts (debootstrap, packing the Rust toolchain, the image stages) are cached
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import testprofile as tp
-from tasks.docker_client import Docker, connect
 from tasks.errors import DockerError
+from tasks.image.docker_client import Docker, connect
 from tasks.settings import Settings
 from tasks.store import Store
+from tests import profile as tp
 from tests.gpgkeys import Keys, session_keys
 
 

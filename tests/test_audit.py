@@ -1,4 +1,4 @@
-"""Tests for tasks.audit against real shared objects built here with gcc and cargo.
+"""Tests for tasks.crates.audit against real shared objects built here with gcc and cargo.
 
 Every library is really linked on this machine (Debian 12, glibc 2.36, binutils 2.40);
 readelf is the independent witness the audit is compared with.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.audit import (
+from tasks.crates.audit import (
     DEFAULT_ALLOWED_NEEDED,
     LibraryAudit,
     SymbolNeed,

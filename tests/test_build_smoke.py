@@ -1,6 +1,6 @@
 """Build crates in the test profile's builder image and dlopen them in its smoke image.
 
-The test profile (tasks.testprofile) is Debian bullseye, glibc 2.31: the real stage
+The test profile (tests.profile) is Debian bullseye, glibc 2.31: the real stage
 Dockerfiles run on it, so ``build_crate`` links with the builder's clang + lld and the
 library must load where a natively built one does not. Needs a Docker daemon and, on a
 first run, deb.debian.org, PyPI and crates.io; stage images and downloads are cached.
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks import lockfile, pipeline
-from tasks.build import RECORD, BuildResult, build_crate, last_build
-from tasks.docker_client import Docker
+from tasks import pipeline
+from tasks.crates.build import RECORD, BuildResult, build_crate, last_build
+from tasks.crates.smoke import smoke_in_image
 from tasks.errors import CargoError, CompatError, CrateError, SmokeError
-from tasks.lockfile import Lockfile
+from tasks.image.docker_client import Docker
+from tasks.inputs import lockfile
+from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
-from tasks.smoke import smoke_in_image
 from tasks.store import Store
 
 pytestmark = pytest.mark.docker
@@ -81,7 +82,7 @@ def build(dk: Docker, lock: Lockfile, store: Store, settings: Settings, crate: P
 
 def audit_ok(lib: Path, glibc: str) -> None:
     try:
-        from tasks.audit import audit_library, format_report
+        from tasks.crates.audit import audit_library, format_report
     except ImportError:  # audit is written alongside; the smoke test still proves loading
         return
     audit = audit_library(lib, target_glibc=glibc)

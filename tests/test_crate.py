@@ -1,4 +1,4 @@
-"""tasks.crate: what a crate path builds, read by cargo metadata and by tomllib alike."""
+"""tasks.crates.crate: what a crate path builds, read by cargo metadata and by tomllib alike."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.crate import inspect_crate
+from tasks.crates.crate import inspect_crate
 from tasks.errors import CompatError, CrateError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""tasks.download against real loopback HTTP: pytest-httpserver, plus a raw socket server
+"""tasks.inputs.download against real loopback HTTP: pytest-httpserver, plus a raw socket server
 for connection resets, and real processes for the lock and kill -9 behaviour."""
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tasks import download
-from tasks.download import Fetched, fetch, fetch_all
 from tasks.errors import DownloadError, HashMismatch, LockfileError
-from tasks.lockfile import Lockfile, Resource, load
+from tasks.inputs import download
+from tasks.inputs.download import Fetched, fetch, fetch_all
+from tasks.inputs.lockfile import Lockfile, Resource, load
 from tasks.settings import Settings
 from tasks.store import Store
 
@@ -449,8 +449,8 @@ def test_cache_under_a_file_is_a_download_error(tmp_path: Path, httpserver: HTTP
 FETCH_SCRIPT = """
 import sys, time
 from pathlib import Path
-from tasks.download import fetch
-from tasks.lockfile import Resource
+from tasks.inputs.download import fetch
+from tasks.inputs.lockfile import Resource
 from tasks.store import Store
 url, digest, cache, go = sys.argv[1:5]
 while go != "-" and not Path(go).exists():

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks import lockfile, pipeline, stages
-from tasks import testprofile as tp
-from tasks.docker_client import Docker
+from tasks import pipeline
 from tasks.errors import StageBuildError
+from tasks.image import stages
+from tasks.image.docker_client import Docker
+from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store, sha256_file
+from tests import profile as tp
 
 pytestmark = pytest.mark.docker
 

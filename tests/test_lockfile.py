@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import lockfile
 from tasks.errors import LockfileError
+from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 
 GOOD = """

@@ -1,4 +1,4 @@
-"""tasks.pins: recording key hashes and refreshing the Rust pin, on a copy of the real lockfile."""
+"""tasks.inputs.pins: recording key hashes and refreshing the Rust pin, on a copy of the real lockfile."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from tasks.errors import CompatError, SignatureError
-from tasks.lockfile import load
-from tasks.pins import record_unpinned, refresh_rust
+from tasks.inputs.lockfile import load
+from tasks.inputs.pins import record_unpinned, refresh_rust
+from tasks.inputs.verify import verify_all
 from tasks.settings import PROJECT_ROOT
 from tasks.store import Store
-from tasks.verify import verify_all
 from tests.gpgkeys import Keys, TestKey, put, write_lock
 
 REAL_LOCK = PROJECT_ROOT / "rsrc.lock.toml"

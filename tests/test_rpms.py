@@ -1,4 +1,4 @@
-"""tasks.rpms against fake Fedora 20 repositories served from loopback.
+"""tasks.image.rpms against fake Fedora 20 repositories served from loopback.
 
 The repositories are built here, shaped like the real ones: a ``repodata/repomd.xml``
 naming a gzipped (or xz) ``primary.xml`` in the common/rpm namespaces, with versioned
@@ -25,11 +25,12 @@ from xml.sax.saxutils import escape, quoteattr
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tasks import download, rpms
-from tasks.docker_client import Docker, connect
 from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch
-from tasks.lockfile import load
-from tasks.rpms import Dep, Evr, RpmError, parse_evr, parse_installed, rpmvercmp, satisfies
+from tasks.image import rpms
+from tasks.image.docker_client import Docker, connect
+from tasks.image.rpms import Dep, Evr, RpmError, parse_evr, parse_installed, rpmvercmp, satisfies
+from tasks.inputs import download
+from tasks.inputs.lockfile import load
 from tasks.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -467,7 +468,7 @@ def test_refresh_pins_the_closure_into_the_lockfile(
     size = sum(sizes[r.filename] for r in pins) / 1e6
     assert lines[-1] == f"Pinned 14 Fedora 20 packages ({size:.1f} MB)"
     assert lines[:2] == [f"Reading repository metadata from {u}" for u in repos]
-    # and every pin really fetches and verifies through tasks.download
+    # and every pin really fetches and verifies through tasks.inputs.download
     store = Store(tmp_path / "cache")
     for res in new.resources():
         if res.label.startswith("rpm "):

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from debpool import fetch_debs
 
+from tasks.crates.smoke import compile_harness, smoke_native, smoke_sysroot, sysroot_loader
+from tasks.crates.sysroot import STAMP, make_sysroot, make_sysroot_from_debs
 from tasks.errors import CompatError, LockfileError, SmokeError
-from tasks.lockfile import load
-from tasks.smoke import compile_harness, smoke_native, smoke_sysroot, sysroot_loader
+from tasks.inputs.lockfile import load
 from tasks.store import Store, sha256_file
-from tasks.sysroot import STAMP, make_sysroot, make_sysroot_from_debs
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "hello"
@@ -34,7 +34,7 @@ NOT_FOUND = re.compile(r"version `GLIBC_2\.3\d' not found \(required by .*libhel
 @pytest.fixture(scope="session")
 def debs() -> list[Path]:
     """bullseye's glibc packages, downloaded once into the test profile's cache."""
-    from tasks.testprofile import default_cache_dir
+    from tests.profile import default_cache_dir
 
     return fetch_debs(BULLSEYE_DEBS, default_cache_dir() / "debs")
 
@@ -155,7 +155,7 @@ def test_missing_library_file_is_a_smoke_error(tmp_path: Path, cache: Path) -> N
 def test_harness_built_against_the_sysroot_needs_only_its_glibc(
     bullseye: Path, cache: Path
 ) -> None:
-    from tasks.audit import audit_library
+    from tasks.crates.audit import audit_library
 
     harness = compile_harness(cache, sysroot=bullseye)
     assert compile_harness(cache, sysroot=bullseye) == harness  # cached by source + sysroot
@@ -318,7 +318,7 @@ def test_make_sysroot_from_pinned_rpms_in_fedora_layout(
 
 def test_archive_links_cannot_lead_outside_the_sysroot(tmp_path: Path) -> None:
     """Links from packages are re-rooted in the sysroot; a hard link to a symlink is refused."""
-    from tasks.sysroot import _Tree
+    from tasks.crates.sysroot import _Tree
 
     outside = tmp_path / "outside.txt"
     outside.write_text("host file")

@@ -11,7 +11,8 @@ import io
 import tarfile
 from pathlib import Path
 
-from tasks import lockfile, stages
+from tasks.image import stages
+from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT
 from tasks.store import Store, sha256_file
 

@@ -14,10 +14,10 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tasks import lockfile
-from tasks import testprofile as tp
-from tasks.docker_client import Docker
 from tasks.errors import HashMismatch
+from tasks.image.docker_client import Docker
+from tasks.inputs import lockfile
+from tests import profile as tp
 
 pytestmark = pytest.mark.docker
 

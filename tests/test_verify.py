@@ -1,4 +1,4 @@
-"""tasks.verify with real ed25519 keys: hashes, signatures, signed checksum lists, stamps."""
+"""tasks.inputs.verify with real ed25519 keys: hashes, signatures, signed checksum lists, stamps."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import gnupg
 import pytest
 
-from tasks import verify
 from tasks.errors import CompatError, HashMismatch, SignatureError
-from tasks.lockfile import Lockfile, load
+from tasks.inputs import verify
+from tasks.inputs.lockfile import Lockfile, load
+from tasks.inputs.verify import NotDownloaded, Verified, listed_hashes, verify_all, verify_artifact
 from tasks.store import Store
-from tasks.verify import NotDownloaded, Verified, listed_hashes, verify_all, verify_artifact
 from tests.gpgkeys import AFTER_EXPIRY, BEFORE_EXPIRY, Keys, TestKey, put, write_lock
 
 DIST = "https://example.invalid/dist"
@@ -379,7 +379,7 @@ def test_gpg_home_is_removed_and_no_agent_is_left(tmp_path: Path, store: Store, 
 def test_a_bad_signature_file_is_fetched_again_once_fixed_at_its_source(
         tmp_path: Path, keys: Keys) -> None:
     """An error page served as the .sig must not wedge the cache: verify forgets it."""
-    from tasks import download
+    from tasks.inputs import download
     from tasks.settings import Settings
 
     src = tmp_path / "src"

@@ -14,13 +14,14 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import audit as audit_lib
-from tasks import build as build_lib
-from tasks import docker_client, lockfile
-from tasks import smoke as smoke_lib
-from tasks import sysroot as sysroot_lib
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.crates import audit as audit_lib
+from tasks.crates import build as build_lib
+from tasks.crates import smoke as smoke_lib
+from tasks.crates import sysroot as sysroot_lib
 from tasks.errors import CompatError
+from tasks.image import docker_client
+from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
 

@@ -8,8 +8,10 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import Task, task
 
-from tasks import docker_client, lockfile, pipeline, stages
+from tasks import pipeline
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.image import docker_client, stages
+from tasks.inputs import lockfile
 from tasks.store import Store
 
 
@@ -89,11 +91,11 @@ def images_(c: Context, lock: str = "", prune: bool = False) -> None:
 @reports_errors
 def test_profile_(c: Context, root: str = "") -> None:
     """Prepare the offline test profile: a local bullseye base image and stand-in inputs."""
-    from tasks import testprofile
+    from tests import profile  # test support, imported only when this task runs
 
     s = settings(c)
     where = Path(root).resolve() if root else s.cache / "test-profile"
-    lock_path = testprofile.prepare_profile(where, cache=s.cache / "testprofile")
+    lock_path = profile.prepare_profile(where, cache=s.cache / "testprofile")
     print(f"Test profile ready: use --lock {lock_path}")
 
 

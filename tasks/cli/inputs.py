@@ -8,9 +8,9 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import download, lockfile, pins, verify
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
 from tasks.errors import CompatError
+from tasks.inputs import download, lockfile, pins, verify
 from tasks.store import Store
 
 

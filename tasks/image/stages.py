@@ -22,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.docker_client import LABEL_PREFIX, Docker
 from tasks.errors import DockerError, LockfileError
-from tasks.lockfile import Lockfile
+from tasks.image.docker_client import LABEL_PREFIX, Docker
+from tasks.inputs.lockfile import Lockfile
+from tasks.settings import PROJECT_ROOT
 from tasks.store import Store
 
-DOCKER_DIR = Path(__file__).resolve().parent.parent / "docker"
+DOCKER_DIR = PROJECT_ROOT / "docker"
 REPO = "compatbuild"
 Log = Callable[[str], None]
 

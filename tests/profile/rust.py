@@ -17,7 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from tasks.testprofile.sources import ProfileError, Tar
+from tests.profile.sources import ProfileError, Tar
 
 RUST_TARGET = "x86_64-unknown-linux-gnu"
 RUST_COMPONENTS = ("rustc", "cargo", f"rust-std-{RUST_TARGET}")

@@ -27,7 +27,7 @@ from typing import IO
 import filelock
 
 from tasks.errors import CompatError, LockfileError
-from tasks.lockfile import Lockfile, Rpm
+from tasks.inputs.lockfile import Lockfile, Rpm
 from tasks.store import Store, sha256_file
 
 DEFAULT_RPMS = ("glibc", "glibc-devel", "glibc-headers", "kernel-headers", "libgcc")

@@ -26,7 +26,7 @@ from typing import Any
 import gnupg
 
 from tasks.errors import CompatError, DownloadError, HashMismatch, SignatureError
-from tasks.lockfile import Artifact, Key, Lockfile, url_basename
+from tasks.inputs.lockfile import Artifact, Key, Lockfile, url_basename
 from tasks.store import Store, sha256_file, write_atomic
 
 STAMP_VERSION = 1

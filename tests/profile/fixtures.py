@@ -12,7 +12,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from tasks.testprofile.sources import (
+from tests.profile.sources import (
     CMAKE_VERSION,
     MAKE_DEBIAN,
     MAKE_ORIG,

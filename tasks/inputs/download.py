@@ -32,7 +32,7 @@ from requests.adapters import HTTPAdapter
 from rich.filesize import decimal
 
 from tasks.errors import CompatError, DownloadError, HashMismatch, LockfileError
-from tasks.lockfile import Lockfile, Resource
+from tasks.inputs.lockfile import Lockfile, Resource
 from tasks.settings import Settings
 from tasks.store import Store
 

@@ -12,10 +12,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from tasks.testprofile.base import BASE_TAG, build_base_image
-from tasks.testprofile.fixtures import make_cmake_tarball, make_llvm_tarballs, make_make_tarball
-from tasks.testprofile.rust import DEFAULT_TOOLCHAIN, make_rust_installer
-from tasks.testprofile.sources import sha256_file
+from tests.profile.base import BASE_TAG, build_base_image
+from tests.profile.fixtures import make_cmake_tarball, make_llvm_tarballs, make_make_tarball
+from tests.profile.rust import DEFAULT_TOOLCHAIN, make_rust_installer
+from tests.profile.sources import sha256_file
 
 TARGET_NAME = "bullseye-test"
 TARGET_GLIBC = "2.31"

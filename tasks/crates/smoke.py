@@ -28,11 +28,11 @@ from pathlib import Path
 import filelock
 
 from tasks import pipeline
-from tasks.docker_client import Docker
 from tasks.errors import CompatError, SmokeError
-from tasks.lockfile import Lockfile
+from tasks.image.docker_client import Docker
+from tasks.image.stages import DOCKER_DIR, ensure_stages
+from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
-from tasks.stages import DOCKER_DIR, ensure_stages
 from tasks.store import Store
 
 HARNESS_C = DOCKER_DIR / "smoke" / "harness.c"

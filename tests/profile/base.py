@@ -17,9 +17,9 @@ from pathlib import Path
 import docker.errors
 from filelock import FileLock
 
-from tasks.docker_client import Docker, connect
 from tasks.errors import DockerError
-from tasks.testprofile.sources import DEBIAN_MIRROR, ProfileError
+from tasks.image.docker_client import Docker, connect
+from tests.profile.sources import DEBIAN_MIRROR, ProfileError
 
 BASE_TAG = "compatbuild-test/bullseye:base"
 BASE_PACKAGES = ("gcc", "g++", "libc6-dev", "make", "tar", "gzip", "xz-utils", "ca-certificates")

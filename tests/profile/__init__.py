@@ -15,7 +15,7 @@ its lockfile). Every public name is re-exported here: ``from tasks import testpr
 
 from __future__ import annotations
 
-from tasks.testprofile.base import (
+from tests.profile.base import (
     BASE_PACKAGES,
     BASE_TAG,
     IMAGE_PATH,
@@ -24,7 +24,7 @@ from tasks.testprofile.base import (
     build_base_image,
     image_id,
 )
-from tasks.testprofile.fixtures import (
+from tests.profile.fixtures import (
     CFE_TREE,
     LLD_TREE,
     LLVM_TREE,
@@ -34,14 +34,14 @@ from tasks.testprofile.fixtures import (
     make_llvm_tarballs,
     make_make_tarball,
 )
-from tasks.testprofile.profile import (
+from tests.profile.profile import (
     TARGET_GLIBC,
     TARGET_NAME,
     default_cache_dir,
     prepare_profile,
     write_lockfile,
 )
-from tasks.testprofile.rust import (
+from tests.profile.rust import (
     DEFAULT_TOOLCHAIN,
     INSTALL_SH,
     RUST_COMPONENTS,
@@ -52,7 +52,7 @@ from tasks.testprofile.rust import (
     rust_manifest,
     rustc_version,
 )
-from tasks.testprofile.sources import (
+from tests.profile.sources import (
     CMAKE_VERSION,
     CMAKE_WHEEL,
     DEBIAN_MIRROR,

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from tasks import pipeline
-from tasks.crate import ADD_CDYLIB, CrateInfo, inspect_crate
-from tasks.docker_client import Docker
+from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.errors import CargoError, CompatError, CrateError
-from tasks.lockfile import Lockfile
+from tasks.image.docker_client import Docker
+from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
 from tasks.store import Store, write_atomic
 
