@@ -71,3 +71,9 @@ class SmokeError(CompatError):
     """The harness could not dlopen a library or call its symbol."""
 
     exit_code = 11
+
+
+class OutputError(CompatError):
+    """An output path is unusable: it exists and compatbuild did not make it, or cannot be written."""
+
+    exit_code = 12

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from typing import Any
 
 import filelock
 
+from tasks.atomic import write_atomic
 from tasks.errors import CompatError
 
 CHUNK = 1 << 20
@@ -117,16 +117,3 @@ class Store:
     def stamp(self, material: dict[str, Any]) -> Path:
         return self.root / "verified" / f"{key_of(json.dumps(material, sort_keys=True))}.json"
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to an adjacent temporary file, fsync it, and ``os.replace`` it in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from debpool import fetch_debs
 
 from tasks.crates.smoke import compile_harness, smoke_native, smoke_sysroot, sysroot_loader
 from tasks.crates.sysroot import STAMP, make_sysroot, make_sysroot_from_debs
-from tasks.errors import CompatError, LockfileError, SmokeError
+from tasks.errors import CompatError, LockfileError, OutputError, SmokeError
 from tasks.inputs.lockfile import load
 from tasks.store import Store, sha256_file
 
@@ -199,6 +199,19 @@ def test_a_bad_deb_leaves_no_half_made_sysroot(tmp_path: Path) -> None:
     with pytest.raises(CompatError):
         make_sysroot_from_debs([bad], tmp_path / "sr")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".sr.lock", "bad.deb"]
+
+
+def test_sysroot_dest_that_is_not_a_sysroot_is_refused_and_kept(tmp_path: Path) -> None:
+    """`invoke sysroot --dest DIR` on a project folder once replaced it; now it refuses."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "main.rs").write_text("fn main() {}")
+    deb = tmp_path / "any.deb"
+    deb.write_bytes(b"!<arch>\n")
+    with pytest.raises(OutputError, match="not made by compatbuild"):
+        make_sysroot_from_debs([deb], project)
+    assert (project / "src" / "main.rs").read_text() == "fn main() {}"
+    assert sorted(p.name for p in project.iterdir()) == ["src"]
 
 
 def lockfile_with_rpms(path: Path, rpms: list[Path]) -> Path:

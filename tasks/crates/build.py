@@ -27,12 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from tasks import pipeline
+from tasks.atomic import copy_atomic, write_atomic
 from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
-from tasks.errors import CargoError, CompatError, CrateError
+from tasks.errors import CargoError, CompatError, CrateError, OutputError
 from tasks.image.docker_client import Docker
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
-from tasks.store import Store, write_atomic
+from tasks.store import Store
 
 RECORD = "last-build.json"
 _PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
@@ -246,16 +247,8 @@ def _cdylibs(stdout: str, target: Path) -> list[Path]:
 
 
 def _copy_out(lib: Path, out_dir: Path) -> Path:
-    """Copy a built library into ``out_dir`` through an adjacent temporary and os.replace."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / lib.name
-    tmp = out_dir / f".{lib.name}.{os.getpid()}.tmp"
+    """Copy a built library into ``out_dir`` through the atomic-output primitive."""
     try:
-        shutil.copyfile(lib, tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, dest)
+        return copy_atomic(lib, out_dir / lib.name, mode=0o755)
     except OSError as exc:
-        raise CompatError(f"cannot copy {lib.name} to {out_dir}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+        raise OutputError(f"cannot copy {lib.name} to {out_dir}: {exc.strerror or exc}") from None

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import filelock
-
 from tasks import pipeline
+from tasks.atomic import ensure_file
+from tasks.crates.sysroot import STAMP as SYSROOT_STAMP
 from tasks.errors import CompatError, SmokeError
 from tasks.image.docker_client import Docker
 from tasks.image.stages import DOCKER_DIR, ensure_stages
@@ -186,31 +186,24 @@ def compile_harness(cache: Path, *, sysroot: Path | None = None, cc: str | None 
             if (sysroot / d).is_dir():
                 flags += [f"-B{sysroot / d}", f"-L{sysroot / d}"]
     source = HARNESS_C.read_bytes()
-    stamp = (sysroot / ".compatbuild-sysroot.json") if sysroot else None
+    stamp = (sysroot / SYSROOT_STAMP) if sysroot else None
     key = hashlib.sha256(
         b"\0".join([source, exe.encode(), " ".join(flags).encode(),
                     stamp.read_bytes() if stamp and stamp.is_file() else b""])
     ).hexdigest()[:20]
     out = cache / "smoke" / f"harness-{key}"
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(out) + ".lock"):
-        if out.is_file():
-            return out
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            proc = subprocess.run(  # noqa: S603 - argument list, no shell
-                [exe, *flags, "-o", str(tmp), str(HARNESS_C), "-ldl"],
-                capture_output=True, text=True, timeout=300, check=False,
-            )
-            if proc.returncode != 0:
-                why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                place = f" against {sysroot}" if sysroot else ""
-                raise SmokeError(f"cannot compile the smoke harness{place}: {why}")
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+    def compile_to(tmp: Path) -> None:
+        proc = subprocess.run(  # noqa: S603 - argument list, no shell
+            [exe, *flags, "-o", str(tmp), str(HARNESS_C), "-ldl"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        if proc.returncode != 0:
+            why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            place = f" against {sysroot}" if sysroot else ""
+            raise SmokeError(f"cannot compile the smoke harness{place}: {why}")
+
+    ensure_file(out, compile_to)
     return out
 
 

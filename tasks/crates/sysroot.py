@@ -14,7 +14,6 @@ inputs, so a second call with the same inputs returns at once and says nothing.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import shutil
@@ -24,9 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-import filelock
-
-from tasks.errors import CompatError, LockfileError
+from tasks.atomic import ensure_dir
+from tasks.errors import CompatError, LockfileError, OutputError
 from tasks.inputs.lockfile import Lockfile, Rpm
 from tasks.store import Store, sha256_file
 
@@ -99,36 +97,12 @@ def _select_rpms(lock: Lockfile, packages: Sequence[str]) -> list[Rpm]:
 def _build(dest: Path, material: Mapping[str, object], fill: Callable[[_Tree], None], log: Log,
            what: str) -> Path:
     dest = dest.expanduser().resolve()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stamp = json.dumps(material, sort_keys=True)
-    with filelock.FileLock(str(dest.parent / f".{dest.name}.lock")):
-        if _stamp_of(dest) == stamp:
-            return dest
-        log(f"Making sysroot {dest} from {what}")
-        part = dest.parent / f".{dest.name}.part"
-        shutil.rmtree(part, ignore_errors=True)
-        try:
-            part.mkdir()
-            fill(_Tree(part))
-            (part / STAMP).write_text(stamp)
-            if dest.exists():
-                old = dest.parent / f".{dest.name}.old"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(dest, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(part, dest)
-        except OSError as exc:
-            raise CompatError(f"sysroot {dest}: {exc.strerror or exc}") from None
-        finally:
-            shutil.rmtree(part, ignore_errors=True)
-    return dest
-
-
-def _stamp_of(dest: Path) -> str | None:
     try:
-        return (dest / STAMP).read_text()
-    except OSError:
-        return None
+        ensure_dir(dest, material, lambda tmp: fill(_Tree(tmp)), stamp_name=STAMP,
+                   before=lambda: log(f"Making sysroot {dest} from {what}"))
+    except OSError as exc:
+        raise OutputError(f"sysroot {dest}: {exc.strerror or exc}") from None
+    return dest
 
 
 class _Tree:

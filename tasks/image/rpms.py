@@ -29,13 +29,13 @@ from urllib.parse import urljoin
 import requests
 import tomlkit
 
+from tasks.atomic import write_atomic
 from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch
 from tasks.image.docker_client import Docker
 from tasks.image.rpmver import EQ, FLAGS, Dep, Evr, evrcmp, parse_evr, satisfies
 from tasks.image.rpmver import rpmvercmp as rpmvercmp  # re-exported: tests use tasks.image.rpms.rpmvercmp
 from tasks.inputs import lockfile
 from tasks.inputs.lockfile import Rpm
-from tasks.store import write_atomic
 
 PACKAGES = ("coreutils", "gcc", "gcc-c++", "make", "which", "tar", "xz", "gzip", "python",
             "sed", "grep", "gawk", "findutils", "diffutils")

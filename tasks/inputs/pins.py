@@ -16,10 +16,11 @@ from typing import Any
 import tomlkit
 from tomlkit.items import Item, Table
 
+from tasks.atomic import write_atomic
 from tasks.errors import CompatError, HashMismatch, LockfileError
 from tasks.inputs.lockfile import Artifact, Lockfile, load, parse, url_basename
 from tasks.inputs.verify import NotDownloaded, check_signature, key_file, verify_artifact
-from tasks.store import Store, sha256_file, write_atomic
+from tasks.store import Store, sha256_file
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")

@@ -25,9 +25,10 @@ from typing import Any
 
 import gnupg
 
+from tasks.atomic import write_atomic
 from tasks.errors import CompatError, DownloadError, HashMismatch, SignatureError
 from tasks.inputs.lockfile import Artifact, Key, Lockfile, url_basename
-from tasks.store import Store, sha256_file, write_atomic
+from tasks.store import Store, sha256_file
 
 STAMP_VERSION = 1
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+?)\r?$")
