@@ -4,23 +4,29 @@ The lockfile is the single source of trust. It is parsed with :mod:`tomllib` int
 dataclasses and validated field by field; every error names the file, the entry and the
 field, e.g. ``rsrc.lock.toml: artifact 'llvm': sha256 must be 64 hex digits``.
 
-Schema 1::
+Schema 2 (schema 1 — one ``[target]`` and a top-level ``[base]`` — still loads)::
 
-    schema = 1
-    [target]            name, glibc ("2.18"), packages (optional: what the rpms stage installs)
-    [base]              image (a reference), digest (registry manifest digest) and/or id
+    schema = 2
+    default_target = "fedora20"   which [targets.*] is used when none is asked for
+    [build]             linker = "llvm" (LINKERS: how the builder image links)
+    [targets.<name>]    glibc ("2.18"), arch ("x86_64"), packages (what the rpms stage installs)
+    [targets.<name>.base]  image (a reference), digest (registry manifest digest) and/or id
     [[key]]             name, url, sha256 (optional), fingerprints = [...]
     [[artifact]]        name, url, sha256, filename (optional), alt_urls (optional),
                         signature_url + key (optional detached signature),
                         checksums_url + checksums_signature_url + key (optional signed list)
-    [[rpm]]             name, url, sha256
+    [[rpm]]             target (optional when there is one target), name, url, sha256
+
+:func:`load` selects one target (``target=`` or ``default_target``); the Lockfile it returns
+carries that target, its base image and only its RPMs, so every step downstream sees one
+target, and caches and outputs are keyed by ``target.name``.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,10 @@ from urllib.parse import unquote, urlparse
 
 from tasks.errors import LockfileError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCHEMAS = (1, 2)
+LINKERS = ("llvm",)  # how the builder image links; see docker/builder
+ARCHES = ("x86_64",)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FPR = re.compile(r"^[0-9A-F]{40}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -44,6 +53,7 @@ class Target:
     name: str
     glibc: str
     packages: tuple[str, ...] = ()  # what the rpms stage installs; `invoke rpms --refresh` pins them
+    arch: str = "x86_64"
 
 
 @dataclass(frozen=True)
@@ -89,11 +99,12 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Rpm:
-    """A pinned Fedora package, installed offline into the rpms stage."""
+    """A pinned package of one target, installed offline into its rpms stage."""
 
     name: str
     url: str
     sha256: str
+    target: str = ""
 
     @property
     def filename(self) -> str:
@@ -122,6 +133,8 @@ class Lockfile:
     artifacts: tuple[Artifact, ...] = ()
     rpms: tuple[Rpm, ...] = ()
     schema: int = SCHEMA_VERSION
+    linker: str = "llvm"
+    targets: tuple[str, ...] = ()  # every target the file defines; ``target`` is the selected one
 
     def artifact(self, name: str) -> Artifact:
         """The artifact called ``name``, or a LockfileError naming what is there."""
@@ -168,8 +181,11 @@ def url_basename(url: str) -> str:
     return unquote(urlparse(url).path.rstrip("/").rsplit("/", 1)[-1])
 
 
-def load(path: Path) -> Lockfile:
-    """Read and validate a lockfile; raise LockfileError naming file, entry and field."""
+def load(path: Path, target: str | None = None) -> Lockfile:
+    """Read and validate a lockfile for one target (default: its ``default_target``).
+
+    Raises LockfileError naming file, entry and field.
+    """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -178,41 +194,57 @@ def load(path: Path) -> Lockfile:
         raise LockfileError(f"{path}: cannot read lockfile: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise LockfileError(f"{path.name}: not valid TOML: {exc}") from None
-    return parse(data, path)
+    except RecursionError:
+        raise LockfileError(f"{path.name}: not valid TOML: nested too deeply") from None
+    return parse(data, path, target=target)
 
 
-def parse(data: dict[str, Any], path: Path) -> Lockfile:
-    """Validate an already-decoded lockfile mapping."""
+def parse(data: dict[str, Any], path: Path, *, target: str | None = None) -> Lockfile:
+    """Validate an already-decoded lockfile mapping and select ``target``."""
     v = _Validator(path.name)
     schema = data.get("schema")
-    if schema != SCHEMA_VERSION:
+    if schema not in SCHEMAS:
         raise LockfileError(
-            f"{path.name}: unknown schema version {schema!r} (this compatbuild reads {SCHEMA_VERSION})"
+            f"{path.name}: unknown schema version {schema!r} (this compatbuild reads "
+            f"{', '.join(map(str, SCHEMAS))}; schema 2 is described in tasks/inputs/lockfile.py)"
         )
-    v.unknown(data, "top level", {"schema", "target", "base", "key", "artifact", "rpm"})
-    target_t = v.table(data, "target", "target")
-    v.unknown(target_t, "target", {"name", "glibc", "packages"})
-    packages = target_t.get("packages", [])
-    if not isinstance(packages, list) or not all(isinstance(p, str) and _NAME.match(p) for p in packages):
-        raise LockfileError(f"{path.name}: target: packages must be a list of package names")
-    target = Target(
-        name=v.name(target_t, "target"),
-        glibc=v.required(target_t, "target", "glibc", pattern=_GLIBC, what="a version like 2.18"),
-        packages=tuple(packages),
-    )
-    base_t = v.table(data, "base", "base")
-    v.unknown(base_t, "base", {"image", "digest", "id"})
-    base = BaseImage(
-        image=v.required(base_t, "base", "image"),
-        digest=v.string(base_t, "base", "digest", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
-        id=v.string(base_t, "base", "id", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
-    )
-    if not base.digest and not base.id:
-        raise LockfileError(f"{path.name}: base: pin the image with 'digest' or 'id'")
+    common = {"schema", "key", "artifact", "rpm"}
+    if schema == 1:
+        v.unknown(data, "top level", common | {"target", "base"})
+        target_t = v.table(data, "target", "target")
+        v.unknown(target_t, "target", {"name", "glibc", "packages"})
+        name = v.name(target_t, "target")
+        targets = {name: (_target(v, target_t, name, "target"), _base(v, v.table(data, "base", "base"), "base"))}
+        default, linker = name, "llvm"
+    else:
+        v.unknown(data, "top level", common | {"default_target", "targets", "build"})
+        targets = _targets(v, v.table(data, "targets", "targets"))
+        default = v.string(data, "top level", "default_target", pattern=_NAME, optional=True) or ""
+        if not default:
+            if len(targets) != 1:
+                raise LockfileError(f"{path.name}: default_target is missing (targets: {', '.join(targets)})")
+            default = next(iter(targets))
+        if default not in targets:
+            raise LockfileError(f"{path.name}: default_target '{default}' is not a [targets.{default}] table")
+        build_t = data.get("build", {})
+        if not isinstance(build_t, dict):
+            raise LockfileError(f"{path.name}: [build] must be a table")
+        v.unknown(build_t, "build", {"linker"})
+        linker = v.string(build_t, "build", "linker", optional=True) or "llvm"
+        if linker not in LINKERS:
+            raise LockfileError(f"{path.name}: build: linker must be one of {', '.join(LINKERS)}, not {linker!r}")
+    chosen = target or default
+    if chosen not in targets:
+        raise LockfileError(f"{path.name}: no target '{chosen}' (targets: {', '.join(targets)})")
+    selected, base = targets[chosen]
 
     keys = tuple(v.each(data, "key", _key))
     artifacts = tuple(v.each(data, "artifact", _artifact))
-    rpms = tuple(v.each(data, "rpm", _rpm))
+    all_rpms = tuple(v.each(data, "rpm", _rpm, scope=lambda t: str(t.get("target") or default)))
+    for r in all_rpms:
+        if r.target and r.target not in targets:
+            raise LockfileError(f"{path.name}: rpm '{r.name}': target '{r.target}' is not a target")
+    rpms = tuple(r for r in all_rpms if (r.target or default) == chosen)
     key_names = {k.name for k in keys}
     for a in artifacts:
         signed = a.signature_url or a.checksums_signature_url
@@ -224,7 +256,50 @@ def parse(data: dict[str, Any], path: Path) -> Lockfile:
             raise LockfileError(
                 f"{path.name}: artifact '{a.name}': checksums_url needs checksums_signature_url"
             )
-    return Lockfile(path=path, target=target, base=base, keys=keys, artifacts=artifacts, rpms=rpms)
+    return Lockfile(path=path, target=selected, base=base, keys=keys, artifacts=artifacts, rpms=rpms,
+                    schema=int(schema), linker=linker, targets=tuple(targets))
+
+
+def _targets(v: _Validator, table: dict[str, Any]) -> dict[str, tuple[Target, BaseImage]]:
+    if not table:
+        raise LockfileError(f"{v.file}: [targets] defines no target")
+    out: dict[str, tuple[Target, BaseImage]] = {}
+    for name, t in table.items():
+        where = f"target '{name}'"
+        if not isinstance(t, dict):
+            raise LockfileError(f"{v.file}: {where} must be a table ([targets.{name}])")
+        if not _NAME.match(name):
+            raise LockfileError(f"{v.file}: {where}: a target name is letters, digits and ._+-")
+        v.unknown(t, where, {"glibc", "arch", "packages", "base"})
+        out[name] = (_target(v, t, name, where), _base(v, v.table(t, "base", f"targets.{name}.base"), f"{where}: base"))
+    return out
+
+
+def _target(v: _Validator, t: dict[str, Any], name: str, where: str) -> Target:
+    packages = t.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and _NAME.match(p) for p in packages):
+        raise LockfileError(f"{v.file}: {where}: packages must be a list of package names")
+    arch = v.string(t, where, "arch", optional=True) or "x86_64"
+    if arch not in ARCHES:
+        raise LockfileError(f"{v.file}: {where}: arch must be one of {', '.join(ARCHES)}, not {arch!r}")
+    return Target(
+        name=name,
+        glibc=v.required(t, where, "glibc", pattern=_GLIBC, what="a version like 2.18"),
+        packages=tuple(packages),
+        arch=arch,
+    )
+
+
+def _base(v: _Validator, t: dict[str, Any], where: str) -> BaseImage:
+    v.unknown(t, where, {"image", "digest", "id"})
+    base = BaseImage(
+        image=v.required(t, where, "image"),
+        digest=v.string(t, where, "digest", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
+        id=v.string(t, where, "id", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
+    )
+    if not base.digest and not base.id:
+        raise LockfileError(f"{v.file}: {where}: pin the image with 'digest' or 'id'")
+    return base
 
 
 def _key(v: _Validator, t: dict[str, Any], where: str) -> Key:
@@ -272,10 +347,11 @@ def _artifact(v: _Validator, t: dict[str, Any], where: str) -> Artifact:
 
 
 def _rpm(v: _Validator, t: dict[str, Any], where: str) -> Rpm:
-    v.unknown(t, where, {"name", "url", "sha256"})
+    v.unknown(t, where, {"name", "url", "sha256", "target"})
     url = v.url(t, where, "url")
     _safe_filename(v, where, url)
-    return Rpm(name=v.name(t, where), url=url, sha256=v.sha256(t, where, optional=False) or "")
+    target = v.string(t, where, "target", pattern=_NAME, optional=True) or ""
+    return Rpm(name=v.name(t, where), url=url, sha256=v.sha256(t, where, optional=False) or "", target=target)
 
 
 def _safe_filename(v: _Validator, where: str, url: str) -> str:
@@ -298,17 +374,19 @@ class _Validator:
             raise LockfileError(f"{self.file}: [{where}] table is missing")
         return t
 
-    def each(self, data: dict[str, Any], kind: str, make: Any) -> Iterator[Any]:
+    def each(self, data: dict[str, Any], kind: str, make: Any,
+             scope: Callable[[dict[str, Any]], str] | None = None) -> Iterator[Any]:
+        """Each ``[[kind]]`` table made into an object; names are unique within ``scope``."""
         items = data.get(kind, [])
         if not isinstance(items, list):
             raise LockfileError(f"{self.file}: '{kind}' must be an array of tables ([[{kind}]])")
-        names = self.seen.setdefault(kind, set())
         for i, t in enumerate(items):
             if not isinstance(t, dict):
                 raise LockfileError(f"{self.file}: {kind} #{i + 1} must be a table")
             label = t.get("name") if isinstance(t.get("name"), str) else f"#{i + 1}"
             where = f"{kind} '{label}'"
             obj = make(self, t, where)
+            names = self.seen.setdefault(f"{kind}/{scope(t) if scope else ''}", set())
             if obj.name in names:
                 raise LockfileError(f"{self.file}: {where}: duplicate name")
             names.add(obj.name)
