@@ -1,17 +1,79 @@
-"""compatbuild: build Rust cdylibs that load on glibc 2.18, and prove that they do.
+"""compatbuild: build Rust cdylibs that load on old glibc (2.18 by default), and prove that they do.
 
-invoke imports this file as the module ``tasks``, ahead of the ``tasks/`` package of the
-same name. Pointing ``__path__`` at that folder makes this module act as the package, so
-``tasks.inputs.download`` and friends are the same code whether invoke, pytest or mypy imports
-them. Compose your own pipelines below: every task is a function you can call.
+This is your pipeline file. Every compatbuild task is bound below under its CLI name, so a
+task of your own calls them as functions: ``build(c, crate="../mycrate")`` runs build's body
+with your context and config (``invoke.yaml``, ``INVOKE_COMPATBUILD_*``) and returns what
+it returns; a failure ends the run with compatbuild's one-line error and exit code.
+``release`` at the bottom is a worked example; ``invoke --list`` shows it with the rest.
+
+(How this file and the ``tasks/`` package share a name: invoke imports this file as the
+module ``tasks``, ahead of the package. Pointing ``__path__`` at the folder makes this
+module act as the package, so ``tasks.inputs.download`` and friends are the same code
+whether invoke, pytest or mypy imports them.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 __path__ = [str(Path(__file__).resolve().parent / "tasks")]
 
-from tasks.cli import ns  # noqa: E402
+from invoke.context import Context  # noqa: E402
+from invoke.tasks import task  # noqa: E402
 
-__all__ = ["ns"]
+from tasks.cli import (  # noqa: E402
+    audit,
+    build,
+    download,
+    image,
+    images_,
+    llvm,
+    lock,
+    ns,
+    rpms,
+    rust,
+    smoke,
+    sysroot,
+    test_profile,
+    verify,
+)
+
+images = images_
+__all__ = ["ns", "download", "verify", "lock", "rpms", "image", "llvm", "rust", "images", "build",
+           "audit", "smoke", "sysroot", "test_profile", "release"]
+
+
+# ----------------------------------------------------------------------------- your tasks
+# A worked example: replace it, or add your own beside it and register each with
+# ns.add_task(...) so that `invoke` sees it.
+
+
+@task(
+    iterable=["crate"],
+    auto_shortflags=False,
+    help={
+        "crate": "a crate to release (repeatable; default: the bundled example, examples/hello)",
+        "dist": "folder for the release: the .so files, their audit JSON and SHA256SUMS",
+    },
+)
+def release(c: Context, crate: list[str] | None = None, dist: str = "dist") -> None:
+    """Build, audit and smoke-test each crate, then collect the .so files and proof in dist/."""
+    out = Path(dist).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for path in crate or ["examples/hello"]:
+        built = build(c, crate=path)  # the libraries, copied to compatbuild.out and audited
+        libs = [str(p) for p in built.libraries]
+        reports = audit(c, path=libs)  # exits 10 if a library needs too new a glibc
+        smoke(c, lib=libs)  # exits 11 unless each one dlopen()s on the target's glibc
+        for lib, report in zip(built.libraries, reports, strict=True):
+            (out / lib.name).write_bytes(lib.read_bytes())
+            (out / f"{lib.name}.audit.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+            for p in sorted(out.iterdir()) if p.is_file() and p.name != "SHA256SUMS"]
+    (out / "SHA256SUMS").write_text("".join(sums))
+    print(f"Released {len(sums)} files to {out}")
+
+
+ns.add_task(release)

@@ -45,7 +45,7 @@ def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log
           on_line: Log = print, nocache: bool = False) -> str:
     """Every stage up to ``upto``, inputs fetched and verified first; returns its tag."""
     needed: list[str] = []
-    for s in stages.chain(upto):
+    for s in stages.chain(upto, lock.linker):
         needed.extend(s.artifacts)
         if s.rpms:
             needed.append("rpms")

@@ -65,7 +65,7 @@ def test_another_target_is_selected_by_name(tmp_path: Path) -> None:
     ("edit", "message"),
     [
         (lambda t: t, "no target 'centos7' (targets: old, older)"),
-        (lambda t: t.replace('linker = "llvm"', 'linker = "gold"'), "build: linker must be one of llvm, not 'gold'"),
+        (lambda t: t.replace('linker = "llvm"', 'linker = "gold"'), "linker must be one of llvm, rust-lld, not 'gold'"),
         (lambda t: t.replace('default_target = "old"', 'default_target = "new"'), "default_target 'new' is not"),
         (lambda t: t.replace('target = "older"', 'target = "nope"'), "rpm 'glibc': target 'nope' is not a target"),
         (lambda t: t.replace('glibc = "2.17"', 'glibc = "2.17"\narch = "riscv"'), "arch must be one of x86_64"),

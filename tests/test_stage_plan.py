@@ -107,3 +107,37 @@ def test_no_buildkit_only_syntax_in_dockerfiles() -> None:
     for f in (PROJECT_ROOT / "docker").glob("*/Dockerfile"):
         text = f.read_text()
         assert "<<" not in text and "--mount" not in text and "# syntax" not in text, f
+
+
+def _with_linker(tmp_path: Path, linker: str) -> lockfile.Lockfile:
+    p = tmp_path / f"lock-{linker}.toml"
+    p.write_text(LOCK.read_text().replace('linker = "llvm"', f'linker = "{linker}"'))
+    return lockfile.load(p)
+
+
+def test_rust_lld_strategy_skips_llvm_and_builds_its_own_builder(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    lld = _with_linker(tmp_path, "rust-lld")
+    assert [s.name for s in stages.chain("builder", "rust-lld")] == ["rpms", "rust", "builder"]
+    plans = {p.stage.name: p for p in stages.plan(lld, store, "builder")}
+    llvm_plans = {p.stage.name: p for p in stages.plan(lockfile.load(LOCK), store, "builder")}
+    assert plans["rust"].parent_tag == plans["rpms"].tag  # no LLVM below rust
+    assert plans["rpms"].tag == llvm_plans["rpms"].tag  # the shared stages are the same images
+    assert plans["rust"].tag != llvm_plans["rust"].tag and plans["builder"].tag != llvm_plans["builder"].tag
+    dockerfile = next(i for i in plans["builder"].inputs if i.arcname == "Dockerfile")
+    assert "builder-rust-lld" in str(dockerfile.source)
+    text = dockerfile.source.read_text()
+    assert "-B/opt/compatbuild/ld" in text and "-fuse-ld" not in text.split("ENV", 1)[1]
+    # `invoke llvm` still builds LLVM whatever the strategy
+    assert [s.name for s in stages.chain("llvm", "rust-lld")] == ["rpms", "make", "cmake", "llvm"]
+
+
+def test_an_unknown_linker_is_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from tasks.errors import LockfileError
+
+    with pytest.raises(LockfileError, match="linker must be one of llvm, rust-lld, not 'gold'"):
+        _with_linker(tmp_path, "gold")
+    with pytest.raises(LockfileError, match="unknown linker 'gold'"):
+        stages.chain("builder", "gold")

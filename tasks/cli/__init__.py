@@ -1,4 +1,10 @@
-"""The invoke collection: one flat namespace, so ``invoke build`` and ``invoke smoke`` work."""
+"""The invoke collection: one flat namespace, so ``invoke build`` and ``invoke smoke`` work.
+
+Each task is also bound here under its CLI name (``download``, ``build``, ``test_profile``
+for ``test-profile``), which is how the top-level ``tasks.py`` gives them to a user's own
+tasks: ``build(c, crate="../mycrate")`` runs build's body with the caller's context and
+config, and returns what the task returns.
+"""
 
 from __future__ import annotations
 
@@ -14,3 +20,20 @@ from tasks.cli import crates, images, inputs  # noqa: E402
 for module in (inputs, images, crates):
     for t in module.TASKS:
         ns.add_task(t)
+
+download = ns.tasks["download"]
+verify = ns.tasks["verify"]
+lock = ns.tasks["lock"]
+rpms = ns.tasks["rpms"]
+image = ns.tasks["image"]
+llvm = ns.tasks["llvm"]
+rust = ns.tasks["rust"]
+images_ = ns.tasks["images"]
+build = ns.tasks["build"]
+audit = ns.tasks["audit"]
+smoke = ns.tasks["smoke"]
+sysroot = ns.tasks["sysroot"]
+test_profile = ns.tasks["test-profile"]
+
+__all__ = ["ns", "download", "verify", "lock", "rpms", "image", "llvm", "rust", "images_", "build",
+           "audit", "smoke", "sysroot", "test_profile"]

@@ -1,7 +1,8 @@
 """The builder image, one cached stage per component, each tagged by a digest of its inputs.
 
-    base -> rpms -> make -> cmake -> llvm -> rust -> builder
-              \\-> smoke (the dlopen harness, compiled by the target's gcc)
+    linker llvm:      base -> rpms -> make -> cmake -> llvm -> rust -> builder
+    linker rust-lld:  base -> rpms -> rust -> builder (docker/builder-rust-lld)
+                                \\-> smoke (the dlopen harness, compiled by the target's gcc)
 
 A stage's tag is ``compatbuild/<stage>:<digest>`` where the digest covers the stage's
 Dockerfile folder, the sha256 of every artifact it copies in, and the parent's tag. So the
@@ -35,24 +36,35 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Stage:
-    """One image stage: its parent stage and the lockfile artifacts it copies in."""
+    """One image stage: its parent stage, its docker/ folder and the artifacts it copies in."""
 
     name: str
     parent: str
     artifacts: tuple[str, ...] = ()
     rpms: bool = False
+    folder: str = ""  # docker/<folder>; the stage's name when empty
+
+    @property
+    def dockerfile_dir(self) -> Path:
+        return DOCKER_DIR / (self.folder or self.name)
 
 
-STAGES: tuple[Stage, ...] = (
+_COMMON: tuple[Stage, ...] = (
     Stage("rpms", "base", rpms=True),
     Stage("make", "rpms", ("make",)),
     Stage("cmake", "make", ("cmake",)),
     Stage("llvm", "cmake", ("llvm", "clang", "lld")),
-    Stage("rust", "llvm", ("rust",)),
-    Stage("builder", "rust"),
     Stage("smoke", "rpms"),
 )
-STAGE_NAMES = tuple(s.name for s in STAGES)
+# The linker strategy decides where rust sits and how the builder links (lockfile [build]
+# linker, or --linker). make/cmake/llvm stay buildable under both (`invoke llvm`).
+STAGES_BY_LINKER: dict[str, tuple[Stage, ...]] = {
+    "llvm": (*_COMMON, Stage("rust", "llvm", ("rust",)), Stage("builder", "rust")),
+    "rust-lld": (*_COMMON, Stage("rust", "rpms", ("rust",)),
+                 Stage("builder", "rust", folder="builder-rust-lld")),
+}
+STAGES = STAGES_BY_LINKER["llvm"]
+STAGE_NAMES = ("rpms", "make", "cmake", "llvm", "rust", "builder", "smoke")
 
 
 @dataclass(frozen=True)
@@ -74,11 +86,13 @@ class Plan:
 
     @property
     def digest(self) -> str:
-        material = {
+        material: dict[str, object] = {
             "stage": self.stage.name,
             "parent": self.parent_tag,
             "inputs": sorted((i.arcname, i.sha256) for i in self.inputs),
         }
+        if self.stage.folder:
+            material["folder"] = self.stage.folder
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -95,22 +109,25 @@ class Plan:
         }
 
 
-def stage(name: str) -> Stage:
-    for s in STAGES:
+def stage(name: str, linker: str = "llvm") -> Stage:
+    """The stage called ``name`` under a linker strategy; LockfileError for an unknown one."""
+    if linker not in STAGES_BY_LINKER:
+        raise LockfileError(f"unknown linker '{linker}' (linkers: {', '.join(STAGES_BY_LINKER)})")
+    for s in STAGES_BY_LINKER[linker]:
         if s.name == name:
             return s
     raise LockfileError(f"no image stage '{name}' (stages: {', '.join(STAGE_NAMES)})")
 
 
-def chain(upto: str) -> list[Stage]:
-    """The stages from the first one to ``upto``, parents first."""
+def chain(upto: str, linker: str = "llvm") -> list[Stage]:
+    """The stages from the first one to ``upto`` under ``linker``, parents first."""
     out: list[Stage] = []
-    s = stage(upto)
+    s = stage(upto, linker)
     while True:
         out.append(s)
         if s.parent == "base":
             return out[::-1]
-        s = stage(s.parent)
+        s = stage(s.parent, linker)
 
 
 def base_tag(lock: Lockfile) -> str:
@@ -122,8 +139,8 @@ def plan(lock: Lockfile, store: Store, upto: str) -> list[Plan]:
     """Resolve each stage up to ``upto`` to its inputs and tag, without touching Docker."""
     plans: list[Plan] = []
     parent = base_tag(lock)
-    for s in chain(upto):
-        inputs = _folder_inputs(DOCKER_DIR / s.name)
+    for s in chain(upto, lock.linker):
+        inputs = _folder_inputs(s.dockerfile_dir)
         for name in s.artifacts:
             a = lock.artifact(name)
             inputs.append(Input(f"inputs/{name}/{a.filename}", a.sha256, store.path(a.sha256)))

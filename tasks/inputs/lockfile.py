@@ -36,7 +36,7 @@ from tasks.errors import LockfileError
 
 SCHEMA_VERSION = 2
 SCHEMAS = (1, 2)
-LINKERS = ("llvm",)  # how the builder image links; see docker/builder
+LINKERS = ("llvm", "rust-lld")  # how the builder image links: docker/builder, docker/builder-rust-lld
 ARCHES = ("x86_64",)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FPR = re.compile(r"^[0-9A-F]{40}$")
