@@ -9,7 +9,8 @@ Schema 2 (schema 1 — one ``[target]`` and a top-level ``[base]`` — still loa
     schema = 2
     default_target = "fedora20"   which [targets.*] is used when none is asked for
     [build]             linker = "llvm" (LINKERS: how the builder image links)
-    [targets.<name>]    glibc ("2.18"), arch ("x86_64"), packages (what the rpms stage installs)
+    [targets.<name>]    glibc ("2.18"), arch ("x86_64"), packages (what the rpms stage installs),
+                        repos (the repositories `invoke rpms --refresh` resolves them from)
     [targets.<name>.base]  image (a reference), digest (registry manifest digest) and/or id
     [[key]]             name, url, sha256 (optional), fingerprints = [...]
     [[artifact]]        name, url, sha256, filename (optional), alt_urls (optional),
@@ -54,6 +55,7 @@ class Target:
     glibc: str
     packages: tuple[str, ...] = ()  # what the rpms stage installs; `invoke rpms --refresh` pins them
     arch: str = "x86_64"
+    repos: tuple[str, ...] = ()  # the package repositories `invoke rpms --refresh` resolves against
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,7 @@ def _targets(v: _Validator, table: dict[str, Any]) -> dict[str, tuple[Target, Ba
             raise LockfileError(f"{v.file}: {where} must be a table ([targets.{name}])")
         if not _NAME.match(name):
             raise LockfileError(f"{v.file}: {where}: a target name is letters, digits and ._+-")
-        v.unknown(t, where, {"glibc", "arch", "packages", "base"})
+        v.unknown(t, where, {"glibc", "arch", "packages", "repos", "base"})
         out[name] = (_target(v, t, name, where), _base(v, v.table(t, "base", f"targets.{name}.base"), f"{where}: base"))
     return out
 
@@ -282,11 +284,15 @@ def _target(v: _Validator, t: dict[str, Any], name: str, where: str) -> Target:
     arch = v.string(t, where, "arch", optional=True) or "x86_64"
     if arch not in ARCHES:
         raise LockfileError(f"{v.file}: {where}: arch must be one of {', '.join(ARCHES)}, not {arch!r}")
+    repos = t.get("repos", [])
+    if not isinstance(repos, list):
+        raise LockfileError(f"{v.file}: {where}: repos must be a list of URLs")
     return Target(
         name=name,
         glibc=v.required(t, where, "glibc", pattern=_GLIBC, what="a version like 2.18"),
         packages=tuple(packages),
         arch=arch,
+        repos=tuple(v.url({"repos": u}, where, "repos") for u in repos),
     )
 
 
