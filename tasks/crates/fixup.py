@@ -84,10 +84,10 @@ class FixupReport:
 
         ``kept_hard`` is left to the audit, which names those above the target.
         """
-        out = [f"made weak: {n} for {', '.join(n.weak_symbols)}" for n in self.weakened]
+        out = [f"made weak {n} for {', '.join(n.weak_symbols)}" for n in self.weakened]
         if not self.weakened:
             out.append("nothing to change" + (
-                f": already weak {', '.join(map(str, self.already_weak))}" if self.already_weak else ""))
+                f", already weak: {', '.join(map(str, self.already_weak))}" if self.already_weak else ""))
         return out
 
 
