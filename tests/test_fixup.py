@@ -205,11 +205,12 @@ def test_fixing_through_a_symlink_edits_the_file_and_keeps_link_and_mode(lib: Pa
     ("content", "says"),
     [
         (b"just some text\n", "not an ELF file"),
+        (b"\x7fELF", "not an ELF file"),
         (b"\x7fELF\x01\x01\x01" + b"\0" * 9 + b"\x03\x00\x03\x00" + b"\0" * 40, "a 32-bit ELF for machine 3"),
         (b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x03\x00\x03\x00" + b"\0" * 40, "a 64-bit ELF for machine 3"),
         (b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x03\x00\x3e\x00" + b"\0" * 40, "cannot read its version needs"),
     ],
-    ids=["text", "elf32-i386", "elf64-not-x86_64", "truncated"],
+    ids=["text", "magic-only", "elf32-i386", "elf64-not-x86_64", "truncated"],
 )
 def test_bad_input_is_a_one_line_fixup_error(tmp_path: Path, content: bytes, says: str) -> None:
     bogus = tmp_path / "libbogus.so"

@@ -20,6 +20,7 @@ undefined ``STB_WEAK`` dynamic symbol. A need with no referencing symbol (such a
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -102,7 +103,7 @@ class _Aux:
 
 def _check_header(path: Path, stream: IO[bytes]) -> None:
     head = stream.read(20)
-    if head[:4] != _ELF_MAGIC:
+    if head[:4] != _ELF_MAGIC or len(head) < 20:
         raise FixupError(f"{path}: not an ELF file; the fix-up edits x86_64 shared objects only")
     little = head[5:6] == b"\x01"
     kind = int.from_bytes(head[16:18], "little" if little else "big")
@@ -200,7 +201,7 @@ def _verify(path: Path, tmp: Path, original: bytes, patched: dict[int, bytes],
     if bytes(clean) != original:
         raise FixupError(f"{path}: the patched copy differs beyond vna_flags; left the library as it was")
     with tmp.open("rb") as stream:
-        needs, _, _ = _read(tmp, stream)
+        needs, _, _ = _read(path, stream)
     wanted = {(a.library, a.version) for a in to_patch}
     if not all(a.flags & VER_FLG_WEAK for a in needs if (a.library, a.version) in wanted):
         raise FixupError(f"{path}: re-reading the patched copy shows a need still hard; left it as it was")
@@ -216,12 +217,11 @@ def fix_weak_needs(path: Path) -> FixupReport:
     given = Path(path)
     real = given.resolve()
     try:
-        with real.open("rb") as stream:
-            needs, refs, little = _read(given, stream)
+        original = real.read_bytes()  # one read: the plan and the check see the same bytes
+        needs, refs, little = _read(given, io.BytesIO(original))
         to_patch, report = _plan(given, needs, refs)
         if not to_patch:
             return report
-        original = real.read_bytes()
         order: Literal["little", "big"] = "little" if little else "big"
         patched = {a.flags_offset: (a.flags | VER_FLG_WEAK).to_bytes(2, order) for a in to_patch}
         with staged(real, mode=stat.S_IMODE(real.stat().st_mode)) as tmp:
