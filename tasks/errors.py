@@ -77,3 +77,9 @@ class OutputError(CompatError):
     """An output path is unusable: it exists and compatbuild did not make it, or cannot be written."""
 
     exit_code = 12
+
+
+class FixupError(CompatError):
+    """The weak-version fix-up cannot edit a file: not an x86_64 ELF shared object, or unreadable."""
+
+    exit_code = 13

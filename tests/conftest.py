@@ -1,4 +1,4 @@
-"""Shared session fixtures: the Docker daemon and the bullseye test profile.
+"""Shared session fixtures: the Docker daemon, the bullseye test profile, bullseye's glibc.
 
 The test profile (``tests.profile``) is a local, offline stand-in for the upstream
 inputs: a Debian bullseye (glibc 2.31) base image made with debootstrap + docker import,
@@ -8,6 +8,9 @@ under ``COMPATBUILD_TEST_CACHE`` (default ``~/.cache/compatbuild-test``), so the
 once per machine; CI pays them once per run.
 
 Tests that need Docker never skip: without a daemon they fail, saying why.
+
+``bullseye`` is Debian bullseye's glibc 2.31 unpacked into a sysroot (no Docker): its own
+loader runs a program under that old glibc (``tasks.crates.smoke.smoke_sysroot``).
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from pathlib import Path
 
 import pytest
 
+from tasks.crates.sysroot import make_sysroot_from_debs
 from tasks.errors import DockerError
 from tasks.image.docker_client import Docker, connect
 from tasks.settings import Settings
 from tasks.store import Store
 from tests import profile as tp
+from tests.debpool import fetch_debs
 from tests.gpgkeys import Keys, session_keys
+
+BULLSEYE_DEBS = ["libc6", "libc6-dev", "linux-libc-dev", "libgcc-s1"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -82,3 +89,15 @@ def profile_lock(profile: Path) -> Path:
 def profile_settings(profile_lock: Path, profile_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for the profile: a shared input store, a per-session output folder."""
     return Settings(lock=profile_lock, cache=profile_cache / "store", out=tmp_path_factory.mktemp("out"))
+
+
+@pytest.fixture(scope="session")
+def debs() -> list[Path]:
+    """bullseye's glibc packages, downloaded once into the test profile's cache."""
+    return fetch_debs(BULLSEYE_DEBS, tp.default_cache_dir() / "debs")
+
+
+@pytest.fixture(scope="session")
+def bullseye(debs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sysroot of bullseye's glibc 2.31, made from ``debs``."""
+    return make_sysroot_from_debs(debs, tmp_path_factory.mktemp("sysroots") / "bullseye")

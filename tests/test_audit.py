@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -434,3 +435,197 @@ def test_system_libraries_agree_with_readelf(path: Path) -> None:
 def test_built_libraries_agree_with_readelf(rust_lib: Path, c_libs: dict[str, Path]) -> None:
     for path in [rust_lib, *c_libs.values()]:
         assert_agrees_with_readelf(audit_library(path, target_glibc="2.17"), path)
+
+
+# --- the weak-version fix-up on Rust std ----------------------------------------------------
+
+
+def test_fixup_turns_std_weak_glibc_2_18_need_weak(rust_lib: Path, tmp_path: Path) -> None:
+    """std's only GLIBC_2.18 reference is the weak __cxa_thread_atexit_impl: fixed, 2.18 is no longer hard."""
+    from tasks.crates.fixup import fix_weak_needs
+
+    lib = Path(shutil.copy2(rust_lib, tmp_path / rust_lib.name))
+    before = audit_library(lib, target_glibc="2.17")
+    assert SymbolNeed("__cxa_thread_atexit_impl", "GLIBC_2.18", "libc.so.6", False) in before.too_new
+    report = fix_weak_needs(lib)
+    weakened = {n.version: n.weak_symbols for n in report.weakened}
+    assert weakened["GLIBC_2.18"] == ("__cxa_thread_atexit_impl",)
+    after = audit_library(lib, target_glibc="2.17", fixup=report)
+    assert SymbolNeed("__cxa_thread_atexit_impl", "GLIBC_2.18", "libc.so.6", True) in after.too_new_weak
+    assert "GLIBC_2.18" not in {s.version for s in after.too_new}
+    assert ("libc.so.6", "GLIBC_2.18", True) in readelf(lib).version_needs
+    assert_agrees_with_readelf(after, lib)
+    ctypes.CDLL(str(lib)).test()  # the edited library still loads and runs here
+
+
+# --- beyond GLIBC: libgcc_s, libstdc++, libz --------------------------------------------------
+
+CXX_SRC = """\
+#include <string>
+struct Box { int v; };
+extern "C" unsigned long name_length(const char *s) {
+    std::string name(s);
+    name += "!";
+    Box *box = new Box{1};
+    delete box;  // C++14 sized delete: _ZdlPvm@CXXABI_1.3.9
+    return name.size();
+}
+"""
+ZLIB_SRC = """\
+#include <zlib.h>
+int check(z_stream *s) { return inflateValidate(s, 1); }
+uLong combine(uLong a, uLong b, z_off_t n) { return crc32_combine_op(a, b, crc32_combine_gen(n)); }
+"""
+RUNTIME_NEEDED = DEFAULT_ALLOWED_NEEDED | {"libstdc++.so.6", "libz.so.1"}
+
+
+@pytest.fixture(scope="session")
+def runtime_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("runtime-libs")
+    cxx_src = d / "cxx.cc"
+    cxx_src.write_text(CXX_SRC)
+    run(["g++", "-shared", "-fPIC", "-O1", "-o", d / "libcxx.so", cxx_src])
+    return {
+        "cxx": d / "libcxx.so",
+        "float16": gcc_shared(d / "libf16.so", "float widen(_Float16 h) { return (float)h; }\n", "-shared-libgcc"),
+        "zlib": gcc_shared(d / "libzuser.so", ZLIB_SRC, "-lz"),
+    }
+
+
+def hard_needs_above(path: Path, family: str, floor: str) -> set[str]:
+    """readelf's hard needs of ``family`` newer than ``floor``: what the audit must name."""
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split("."))
+    return {
+        version for _lib, version, weak in readelf(path).version_needs
+        if version.startswith(f"{family}_") and not weak
+        and re.fullmatch(r"[\d.]+", version[len(family) + 1:]) and key(version[len(family) + 1:]) > key(floor)
+    }
+
+
+def test_cxx_library_built_by_gxx_12_needs_too_new_glibcxx_and_cxxabi_for_centos7(
+    runtime_libs: dict[str, Path]
+) -> None:
+    from tasks.crates.floors import floors_for
+
+    lib = runtime_libs["cxx"]
+    centos7 = floors_for("centos7")
+    audit = audit_library(lib, floors=centos7, allowed_needed=RUNTIME_NEEDED)
+    named = {r.version: r for r in audit.too_new_runtime}
+    assert set(named) == hard_needs_above(lib, "GLIBCXX", "3.4.19") | hard_needs_above(lib, "CXXABI", "1.3.7")
+    assert "GLIBCXX_3.4.21" in named and "CXXABI_1.3.9" in named  # std::__cxx11::string, sized delete
+    assert named["GLIBCXX_3.4.21"].provided == "GLIBCXX_3.4.19"
+    assert named["GLIBCXX_3.4.21"].library == "libstdc++.so.6"
+    assert "_ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE10_M_disposeEv" in named["GLIBCXX_3.4.21"].symbols
+    assert named["CXXABI_1.3.9"].symbols == ("_ZdlPvm",)
+    assert not audit.ok and audit.too_new == ()  # glibc alone would have passed it
+    assert audit.target == "centos7 (glibc 2.17)"
+    text = format_report([audit]).splitlines()
+    assert text[0] == f"FAIL {lib} (max GLIBC 2.14, target centos7 (glibc 2.17))"
+    assert "  CXXABI_1.3.9 (libstdc++.so.6) > CXXABI_1.3.7: _ZdlPvm" in text
+    with pytest.raises(AuditError) as caught:
+        raise_on_violation([audit])
+    message = str(caught.value)
+    assert "libcxx.so needs GLIBCXX_3.4.21 (libstdc++.so.6) > GLIBCXX_3.4.19 (centos7): " in message
+    assert "libcxx.so needs CXXABI_1.3.9 (libstdc++.so.6) > CXXABI_1.3.7 (centos7): _ZdlPvm (1 symbol)" in message
+    document = json.loads(report_json([audit]))["libraries"][0]
+    assert {r["version"] for r in document["too_new_runtime"]} == set(named)
+    assert document["floors"]["name"] == "centos7"
+
+    assert audit_library(lib, floors=floors_for("bookworm"), allowed_needed=RUNTIME_NEEDED).ok
+    assert audit_library(lib, target_glibc="2.17", allowed_needed=RUNTIME_NEEDED).ok  # glibc-only, as before
+
+
+def test_libgcc_s_version_is_checked(runtime_libs: dict[str, Path]) -> None:
+    from tasks.crates.floors import floors_for
+
+    lib = runtime_libs["float16"]  # gcc 12's _Float16 helpers: __extendhfsf2@GCC_12.0.0
+    assert hard_needs_above(lib, "GCC", "7.0.0") == {"GCC_12.0.0"}
+    bullseye = audit_library(lib, floors=floors_for("bullseye"))
+    assert [(r.version, r.provided, r.symbols) for r in bullseye.too_new_runtime] == [
+        ("GCC_12.0.0", "GCC_7.0.0", ("__extendhfsf2",))]
+    assert not bullseye.ok
+    assert audit_library(lib, floors=floors_for("bookworm")).ok
+
+
+def test_zlib_version_is_checked(runtime_libs: dict[str, Path]) -> None:
+    from tasks.crates.floors import floors_for
+
+    lib = runtime_libs["zlib"]
+    bullseye = audit_library(lib, floors=floors_for("bullseye"), allowed_needed=RUNTIME_NEEDED)
+    assert {r.version for r in bullseye.too_new_runtime} == {"ZLIB_1.2.12"}  # inflateValidate (1.2.9) is fine
+    centos7 = audit_library(lib, floors=floors_for("centos7"), allowed_needed=RUNTIME_NEEDED)
+    assert {r.version for r in centos7.too_new_runtime} == {"ZLIB_1.2.9", "ZLIB_1.2.12"}
+    assert {s for r in centos7.too_new_runtime for s in r.symbols} == {
+        "inflateValidate", "crc32_combine_gen", "crc32_combine_op"}
+
+
+def test_weak_runtime_need_is_not_a_violation(runtime_libs: dict[str, Path], tmp_path: Path) -> None:
+    from tasks.crates.floors import floors_for
+
+    lib = Path(shutil.copy2(runtime_libs["float16"], tmp_path / "libf16.so"))
+    mark_need_weak(lib, "GCC_12.0.0")
+    assert audit_library(lib, floors=floors_for("bullseye")).ok
+
+
+def test_non_numeric_versions_pass_only_where_the_target_defines_them() -> None:
+    from tasks.crates.floors import floors_for
+
+    assert floors_for("centos7").provides("CXXABI_TM_1") is True
+    assert floors_for("centos7").provides("CXXABI_FLOAT128") is False  # added after GCC 4.8
+    assert floors_for("bullseye").provides("CXXABI_FLOAT128") is True
+    assert floors_for("centos7").provides("GLIBC_2.17") is None  # glibc is judged separately
+    assert floors_for("centos7").provides("GCC_4.8.0") is True
+    assert floors_for("centos7").provides("GCC_4.10") is False  # numeric, not string, order
+
+
+def test_unknown_target_and_mismatched_glibc_are_one_line_errors() -> None:
+    from tasks.crates.floors import floors_for, resolve_floors
+
+    with pytest.raises(AuditError, match=r"^unknown target 'rhel5' for the audit; known: bookworm, bullseye, centos7"):
+        floors_for("rhel5")
+    assert resolve_floors("fedora20", "2.18") == floors_for("fedora20")
+    with pytest.raises(AuditError, match="target centos7 has glibc 2.17, but 2.18 was asked for"):
+        resolve_floors("centos7", "2.18")
+    unknown = resolve_floors("bullseye-as-fedora", "2.31")
+    assert (unknown.glibc, unknown.gcc, unknown.glibcxx) == ("2.31", None, None)
+
+
+def defined_versions(path: Path) -> set[str]:
+    """readelf's version definitions (.gnu.version_d), without the file's own name."""
+    text = run(["readelf", "-V", "--wide", path])
+    section = text.split("Version definition section", 1)[1].split("Version needs section", 1)[0]
+    return set(re.findall(r"Rev: \d+\s+Flags: (?:none|WEAK)\s+Index: \d+\s+Cnt: \d+\s+Name: (\S+)", section))
+
+
+def assert_floors_match(floors_name: str, libgcc: Path, libstdcxx: Path, libz: Path) -> None:
+    from tasks.crates.floors import floors_for
+
+    floors = floors_for(floors_name)
+    defined = defined_versions(libgcc) | defined_versions(libstdcxx) | defined_versions(libz)
+    for family in ("GCC", "GLIBCXX", "CXXABI", "ZLIB"):
+        numeric = [v[len(family) + 1:] for v in defined if re.fullmatch(rf"{family}_[\d.]+", v)]
+        newest = max(numeric, key=lambda v: tuple(int(p) for p in v.split(".")))
+        assert floors.maximum(family) == newest, (floors_name, family)
+    named = {v for v in defined if re.fullmatch(r"(GCC|GLIBCXX|CXXABI|ZLIB)_[A-Z].*", v)}
+    assert set(floors.named) == named
+    assert all(floors.provides(v) for v in defined if v.split("_")[0] in ("GCC", "GLIBCXX", "CXXABI", "ZLIB"))
+
+
+def test_bookworm_floors_are_what_this_machine_provides() -> None:
+    libs = Path("/lib/x86_64-linux-gnu")
+    assert_floors_match("bookworm", libs / "libgcc_s.so.1", libs / "libstdc++.so.6", libs / "libz.so.1")
+
+
+def test_bullseye_floors_are_what_bullseyes_packages_provide(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from debpool import fetch_debs
+
+    from tasks.crates.sysroot import make_sysroot_from_debs
+    from tests.profile import default_cache_dir
+
+    debs = fetch_debs(["libgcc-s1", "libstdc++6", "zlib1g"], default_cache_dir() / "debs")
+    root = make_sysroot_from_debs(debs, tmp_path_factory.mktemp("bullseye-runtime") / "root", log=lambda _: None)
+    libs = root / "usr/lib/x86_64-linux-gnu"
+    libgcc = root / "lib/x86_64-linux-gnu/libgcc_s.so.1"
+    libz = root / "lib/x86_64-linux-gnu/libz.so.1"
+    assert_floors_match("bullseye", libgcc, libs / "libstdc++.so.6", libz)

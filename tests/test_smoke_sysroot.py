@@ -1,7 +1,8 @@
 """The seed's failure, reproduced without Docker: a real old glibc, run by its own loader.
 
 Debian bullseye's glibc 2.31 (libc6, libc6-dev, linux-libc-dev, libgcc-s1, fetched from
-deb.debian.org by tests/debpool.py) is unpacked into a sysroot. A cdylib that this machine's
+deb.debian.org by tests/debpool.py) is unpacked into a sysroot (the ``debs`` and
+``bullseye`` fixtures of conftest.py). A cdylib that this machine's
 cargo builds (glibc 2.36) loads here but not there, with the loader's own words; a C library
 that needs only old symbols loads in both. The same glibc repacked as Fedora-layout RPMs
 (lib64) checks make_sysroot and the harness build against that layout too.
@@ -17,7 +18,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from debpool import fetch_debs
 
 from tasks.crates.smoke import compile_harness, smoke_native, smoke_sysroot, sysroot_loader
 from tasks.crates.sysroot import STAMP, make_sysroot, make_sysroot_from_debs
@@ -27,21 +27,7 @@ from tasks.store import Store, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "hello"
-BULLSEYE_DEBS = ["libc6", "libc6-dev", "linux-libc-dev", "libgcc-s1"]
 NOT_FOUND = re.compile(r"version `GLIBC_2\.3\d' not found \(required by .*libhello\.so\)")
-
-
-@pytest.fixture(scope="session")
-def debs() -> list[Path]:
-    """bullseye's glibc packages, downloaded once into the test profile's cache."""
-    from tests.profile import default_cache_dir
-
-    return fetch_debs(BULLSEYE_DEBS, default_cache_dir() / "debs")
-
-
-@pytest.fixture(scope="session")
-def bullseye(debs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_sysroot_from_debs(debs, tmp_path_factory.mktemp("sysroots") / "bullseye")
 
 
 @pytest.fixture(scope="session")

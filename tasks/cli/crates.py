@@ -17,6 +17,7 @@ from invoke.tasks import task
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
 from tasks.crates import audit as audit_lib
 from tasks.crates import build as build_lib
+from tasks.crates import fixup as fixup_lib
 from tasks.crates import smoke as smoke_lib
 from tasks.crates import sysroot as sysroot_lib
 from tasks.errors import CompatError
@@ -79,17 +80,19 @@ def build_(
         "path": "a library to audit (repeatable; default: the last build's libraries)",
         "glibc": "target glibc version (default: the lockfile's target)",
         "json": "print the report as JSON, for CI",
+        "fix": "first mark weak every version need whose references are all weak (edits each library)",
         "lock": LOCK_HELP,
     },
 )
 @reports_errors
 def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: bool = False,
-           lock: str = "") -> None:
+           fix: bool = False, lock: str = "") -> None:
     """Read each library's ELF: glibc versions needed, too-new symbols, DT_NEEDED, RPATH."""
     s = settings(c, lock)
     target = glibc or lockfile.load(s.lock).target.glibc
     paths = [Path(p) for p in path] if path else build_lib.last_build(s.out).libraries
-    audits = audit_lib.audit_paths(paths, target_glibc=target)
+    fixups = [fixup_lib.fix_weak_needs(p) for p in paths] if fix else []
+    audits = audit_lib.audit_paths(paths, target_glibc=target, fixups=fixups)
     print(audit_lib.report_json(audits) if json else audit_lib.format_report(audits))
     audit_lib.raise_on_violation(audits)
 

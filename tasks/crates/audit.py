@@ -1,15 +1,16 @@
-"""Audit built shared libraries: glibc symbol versions, DT_NEEDED, RPATH/RUNPATH.
+"""Audit built shared libraries: symbol versions, DT_NEEDED, RPATH/RUNPATH.
 
 Reads the ELF itself with pyelftools, so the answer does not depend on the host's
 binutils. A library passes when it has no hard (non-weak) glibc version need newer than
-the target, no absolute-path ``DT_NEEDED`` (the Fedora 20 ld.bfd bug) and needs only
-libraries from an allow-list.
+the target, no hard ``GCC_``/``GLIBCXX_``/``CXXABI_``/``ZLIB_`` need beyond what the
+target's libgcc_s, libstdc++ and libz define (:mod:`tasks.crates.floors`), no
+absolute-path ``DT_NEEDED`` (the Fedora 20 ld.bfd bug) and needs only libraries from an
+allow-list. Given the weak-version fix-up's report (:mod:`tasks.crates.fixup`), it also
+says what the fix-up changed.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,9 +22,22 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
 from elftools.elf.sections import SymbolTableSection
 
+from tasks.crates.audit_report import format_report, raise_on_violation, report_json
+from tasks.crates.fixup import VER_FLG_WEAK, FixupReport
+from tasks.crates.floors import (
+    TargetFloors,
+    floors_from_glibc,
+    glibc_newer,
+    glibc_release,
+    glibc_text,
+    parse_glibc,
+)
 from tasks.errors import AuditError
 
-VER_FLG_WEAK = 0x2  # vna_flags bit: ld.so skips a missing weak version (ldd -v reports it)
+__all__ = [  # the report functions live in audit_report; callers keep importing them from here
+    "DEFAULT_ALLOWED_NEEDED", "VER_FLG_WEAK", "LibraryAudit", "RuntimeNeed", "SymbolNeed", "VersionNeed",
+    "audit_library", "audit_paths", "format_report", "raise_on_violation", "report_json",
+]
 
 # What Rust std links on x86_64-unknown-linux-gnu (`rustc --print native-static-libs`:
 # -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc), plus the loader, which a cdylib needs for
@@ -34,12 +48,6 @@ DEFAULT_ALLOWED_NEEDED: frozenset[str] = frozenset(
     {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1"}
     | {"ld-linux-x86-64.so.2", "libgcc_s.so.1"}
 )
-
-# Version names that are not GLIBC_<release> but were introduced by a glibc release.
-# GLIBC_ABI_DT_RELR: ld >= 2.38 records it for -z pack-relative-relocs; glibc 2.36 added it.
-_GLIBC_MARKERS: dict[str, tuple[int, ...]] = {"GLIBC_ABI_DT_RELR": (2, 36)}
-_GLIBC_RE = re.compile(r"GLIBC_(\d+(?:\.\d+)+)")
-_TARGET_RE = re.compile(r"(?:GLIBC_)?(\d+(?:\.\d+)+)")
 
 
 @dataclass(frozen=True)
@@ -70,12 +78,30 @@ class SymbolNeed:
 
 
 @dataclass(frozen=True)
+class RuntimeNeed:
+    """A hard need from libgcc_s, libstdc++ or libz (``GLIBCXX_3.4.30``) the target lacks.
+
+    ``provided`` is the newest version of that family the target has (``GLIBCXX_3.4.19``).
+    """
+
+    library: str
+    version: str
+    provided: str
+    symbols: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.library}) > {self.provided}"
+
+
+@dataclass(frozen=True)
 class LibraryAudit:
-    """What one shared library needs from the system, judged against a target glibc.
+    """What one shared library needs from the system, judged against a target.
 
     ``max_glibc`` is the highest glibc release among the hard version needs, counting a
     marker such as ``GLIBC_ABI_DT_RELR`` as the release that introduced it (2.36).
-    ``GLIBC_PRIVATE`` and other libraries' versions (``GCC_3.0``) are not compared.
+    ``GLIBC_PRIVATE`` is not compared; ``GCC_``, ``GLIBCXX_``, ``CXXABI_`` and ``ZLIB_``
+    needs are, against ``floors``, when it has a maximum for them (``too_new_runtime``).
+    ``fixup`` is the weak-version fix-up's report, when the library went through it.
     """
 
     path: str
@@ -91,6 +117,16 @@ class LibraryAudit:
     absolute_needed: tuple[str, ...]
     unexpected_needed: tuple[str, ...]
     target_glibc: str
+    too_new_runtime: tuple[RuntimeNeed, ...] = ()
+    floors: TargetFloors | None = None
+    fixup: FixupReport | None = None
+
+    @property
+    def target(self) -> str:
+        """The target's name as the report shows it: ``2.31``, or ``centos7 (glibc 2.17)``."""
+        if self.floors is None or self.floors.name == f"glibc {self.target_glibc}":
+            return self.target_glibc
+        return f"{self.floors.name} (glibc {self.target_glibc})"
 
     @property
     def too_new_needs(self) -> tuple[VersionNeed, ...]:
@@ -98,46 +134,27 @@ class LibraryAudit:
 
         Wider than ``too_new``, since a need may have no symbol (``GLIBC_ABI_DT_RELR``).
         """
-        target = _parse_target(self.target_glibc)
-        return tuple(n for n in self.version_needs if not n.weak and _newer(n.version, target))
+        target = parse_glibc(self.target_glibc)
+        return tuple(n for n in self.version_needs if not n.weak and glibc_newer(n.version, target))
 
     @property
     def ok(self) -> bool:
-        """True when the library loads under the target glibc and needs nothing odd."""
-        return not (
-            self.too_new or self.too_new_needs or self.absolute_needed or self.unexpected_needed
-        )
+        """True when the library loads on the target and needs nothing odd."""
+        return not (self.too_new or self.too_new_needs or self.too_new_runtime
+                    or self.absolute_needed or self.unexpected_needed)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: every field, plus ``ok`` and ``too_new_needs``."""
+        """A JSON-ready dict: every field, plus ``ok``, ``target`` and ``too_new_needs``."""
         data = asdict(self)
         data["ok"] = self.ok
+        data["target"] = self.target
         data["too_new_needs"] = [asdict(need) for need in self.too_new_needs]
+        if self.fixup is not None:
+            data["fixup"]["changed"] = self.fixup.changed
         return data
 
 
-def _release(version: str) -> tuple[int, ...] | None:
-    """``GLIBC_2.3.4`` -> (2, 3, 4); a known marker -> its release; anything else -> None."""
-    match = _GLIBC_RE.fullmatch(version)
-    if match:
-        return tuple(int(part) for part in match.group(1).split("."))
-    return _GLIBC_MARKERS.get(version)
-
-
-def _newer(version: str, target: tuple[int, ...]) -> bool:
-    release = _release(version)
-    return release is not None and release > target
-
-
-def _parse_target(target_glibc: str) -> tuple[int, ...]:
-    match = _TARGET_RE.fullmatch(target_glibc.strip())
-    if not match:
-        raise AuditError(f"target glibc must look like 2.17, got {target_glibc!r}")
-    return tuple(int(part) for part in match.group(1).split("."))
-
-
-def _text(release: tuple[int, ...]) -> str:
-    return ".".join(str(part) for part in release)
+_release = glibc_release
 
 
 def _dynamic_strings(elf: ELFFile) -> dict[str, list[str]]:
@@ -185,22 +202,43 @@ def _symbol_needs(elf: ELFFile, by_index: dict[int, VersionNeed]) -> list[Symbol
 
 
 def _newest_first(symbol: SymbolNeed) -> tuple[tuple[int, ...], str]:
-    return (tuple(-part for part in _release(symbol.version) or ()), symbol.name)
+    return (tuple(-part for part in glibc_release(symbol.version) or ()), symbol.name)
+
+
+def _runtime_needs(needs: Sequence[VersionNeed], symbols: Sequence[SymbolNeed],
+                   floors: TargetFloors) -> tuple[RuntimeNeed, ...]:
+    """Hard GCC_/GLIBCXX_/CXXABI_/ZLIB_ needs the target does not define, with their symbols."""
+    found: list[RuntimeNeed] = []
+    for need in needs:
+        if need.weak or floors.provides(need.version) is not False:
+            continue
+        family = need.version.partition("_")[0]
+        users = tuple(s.name for s in symbols if (s.library, s.version) == (need.library, need.version))
+        found.append(RuntimeNeed(need.library, need.version, f"{family}_{floors.maximum(family)}", users))
+    return tuple(found)
 
 
 def audit_library(
     path: Path,
     *,
-    target_glibc: str,
+    target_glibc: str | None = None,
+    floors: TargetFloors | None = None,
     allowed_needed: frozenset[str] = DEFAULT_ALLOWED_NEEDED,
+    fixup: FixupReport | None = None,
 ) -> LibraryAudit:
-    """Read one ELF shared object and judge it against ``target_glibc`` (e.g. ``"2.17"``).
+    """Read one ELF shared object and judge it against a target.
 
-    ``symbols`` lists only versioned undefined symbols: an unversioned one
-    (``__gmon_start__``) names no version that could be too new. An absolute
-    ``DT_NEEDED`` is also unexpected only when its file name is not allowed.
+    The target is ``floors`` (:func:`tasks.crates.floors.floors_for`), or else only a glibc
+    release, ``target_glibc`` (e.g. ``"2.17"``). ``symbols`` lists only versioned
+    undefined symbols: an unversioned one (``__gmon_start__``) names no version that could
+    be too new. An absolute ``DT_NEEDED`` is also unexpected only when its file name is not
+    allowed. ``fixup``, the fix-up's report for this file, is carried into the result.
     """
-    target = _parse_target(target_glibc)
+    if floors is None:
+        if target_glibc is None:
+            raise AuditError("audit: no target (give a target glibc such as 2.17, or target floors)")
+        floors = floors_from_glibc(target_glibc)
+    target = parse_glibc(floors.glibc)
     try:
         with open(path, "rb") as stream:
             elf = ELFFile(stream)
@@ -213,8 +251,8 @@ def audit_library(
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise AuditError(f"{path}: not a readable ELF shared object: {reason}") from error
 
-    hard = [r for n in needs if not n.weak and (r := _release(n.version)) is not None]
-    newer = [s for s in symbols if _newer(s.version, target)]
+    hard = [r for n in needs if not n.weak and (r := glibc_release(n.version)) is not None]
+    newer = [s for s in symbols if glibc_newer(s.version, target)]
     needed = tuple(dynamic["DT_NEEDED"])
     return LibraryAudit(
         path=str(path),
@@ -224,83 +262,34 @@ def audit_library(
         soname=dynamic["DT_SONAME"][0] if dynamic["DT_SONAME"] else None,
         version_needs=tuple(needs),
         symbols=tuple(symbols),
-        max_glibc=_text(max(hard)) if hard else None,
+        max_glibc=glibc_text(max(hard)) if hard else None,
         too_new=tuple(s for s in newer if not s.weak),
         too_new_weak=tuple(s for s in newer if s.weak),
         absolute_needed=tuple(n for n in needed if "/" in n),
         unexpected_needed=tuple(n for n in needed if n.rsplit("/", 1)[-1] not in allowed_needed),
-        target_glibc=_text(target),
+        target_glibc=glibc_text(target),
+        too_new_runtime=_runtime_needs(needs, symbols, floors),
+        floors=floors,
+        fixup=fixup,
     )
 
 
 def audit_paths(
     paths: Iterable[Path],
     *,
-    target_glibc: str,
+    target_glibc: str | None = None,
+    floors: TargetFloors | None = None,
     allowed_needed: frozenset[str] = DEFAULT_ALLOWED_NEEDED,
+    fixups: Sequence[FixupReport] = (),
 ) -> list[LibraryAudit]:
-    """Audit every path, in order; the first unreadable one raises AuditError."""
+    """Audit every path, in order; the first unreadable one raises AuditError.
+
+    ``fixups`` are fix-up reports (:func:`tasks.crates.fixup.fix_weak_needs`); each is
+    attached to the audit of the path it names.
+    """
+    by_path = {Path(report.path).resolve(): report for report in fixups}
     return [
-        audit_library(Path(p), target_glibc=target_glibc, allowed_needed=allowed_needed)
+        audit_library(Path(p), target_glibc=target_glibc, floors=floors, allowed_needed=allowed_needed,
+                      fixup=by_path.get(Path(p).resolve()))
         for p in paths
     ]
-
-
-def format_report(audits: Sequence[LibraryAudit]) -> str:
-    """Human-readable report: one ok/FAIL line per library, then what is wrong with it."""
-    lines: list[str] = []
-    for audit in audits:
-        status = "ok  " if audit.ok else "FAIL"
-        glibc = audit.max_glibc or "none"
-        lines.append(f"{status} {audit.path} (max GLIBC {glibc}, target {audit.target_glibc})")
-        lines.extend(f"  {symbol}" for symbol in audit.too_new)
-        used = {(s.library, s.version) for s in audit.symbols}
-        lines.extend(
-            f"  {need.version} ({need.library}), a version need no symbol uses"
-            for need in audit.too_new_needs
-            if (need.library, need.version) not in used
-        )
-        if audit.too_new_weak:
-            lines.append("  weak version needs (informational: ld.so skips the version check):")
-            lines.extend(f"    {symbol}" for symbol in audit.too_new_weak)
-        lines.extend(f"  absolute DT_NEEDED: {name}" for name in audit.absolute_needed)
-        lines.extend(f"  unexpected DT_NEEDED: {name}" for name in audit.unexpected_needed)
-        if audit.rpath:
-            lines.append(f"  RPATH: {':'.join(audit.rpath)}")
-        if audit.runpath:
-            lines.append(f"  RUNPATH: {':'.join(audit.runpath)}")
-    return "\n".join(lines)
-
-
-def report_json(audits: Sequence[LibraryAudit]) -> str:
-    """The audits as JSON for CI: ``{"ok": bool, "libraries": [LibraryAudit.to_dict()]}``."""
-    document = {"ok": all(a.ok for a in audits), "libraries": [a.to_dict() for a in audits]}
-    return json.dumps(document, indent=2, sort_keys=True)
-
-
-def _summary(audit: LibraryAudit, shown: int = 5) -> list[str]:
-    name = Path(audit.path).name
-    parts: list[str] = []
-    if audit.too_new_needs:
-        newest = max(audit.too_new_needs, key=lambda need: _release(need.version) or ())
-        listed = [f"{s.name}@{s.version}" for s in audit.too_new[:shown]]
-        listed += ["..."] if len(audit.too_new) > shown else []
-        count = len(audit.too_new)
-        counted = f"{count} symbol{'' if count == 1 else 's'}"
-        if not listed:  # e.g. GLIBC_ABI_DT_RELR, which no symbol uses
-            listed, counted = [n.version for n in audit.too_new_needs], "version need only"
-        parts.append(
-            f"{name} needs {newest.version} > {audit.target_glibc}: {', '.join(listed)} ({counted})"
-        )
-    if audit.absolute_needed:
-        parts.append(f"{name} has absolute DT_NEEDED {', '.join(audit.absolute_needed)}")
-    if audit.unexpected_needed:
-        parts.append(f"{name} needs unexpected {', '.join(audit.unexpected_needed)}")
-    return parts
-
-
-def raise_on_violation(audits: Iterable[LibraryAudit]) -> None:
-    """Raise AuditError with a one-line summary when any library is not ok."""
-    parts = [part for audit in audits if not audit.ok for part in _summary(audit)]
-    if parts:
-        raise AuditError("; ".join(parts))

@@ -1,0 +1,238 @@
+"""The weak-version fix-up: mark a version need weak when every reference to it is weak.
+
+Every linker released today (GNU ld 2.35/2.40, LLD 9/11/22, zig's LLD) writes a version
+need whose referencing symbols are all ``STB_WEAK`` as a *hard* need, so the old loader
+refuses the library ("version `GLIBC_2.18' not found") although nothing in it requires the
+symbol (Rust std's weak ``__cxa_thread_atexit_impl``). lld does the right thing from LLVM
+23 on (llvm-project PR #176673): it sets ``VER_FLG_WEAK`` on such an ``Elf_Vernaux``, and
+ld.so then skips the version check for it and binds the weak symbol to null.
+
+:func:`fix_weak_needs` does that after the link. It edits nothing but those ``vna_flags``
+bits, in place: no section, size or string table changes (unlike patchelf's DT_NEEDED
+rewrite). The edit goes through :func:`tasks.atomic.staged`: copy the library beside
+itself, patch the copy, re-read the copy and check that exactly the intended bits changed,
+then replace the original. A second run finds nothing to do and writes nothing.
+
+A need is made weak only when it has at least one referencing symbol and every one is an
+undefined ``STB_WEAK`` dynamic symbol. A need with no referencing symbol (such as
+``GLIBC_ABI_DT_RELR``, which asks the loader for a feature) is never touched.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from elftools.common.exceptions import ELFError
+from elftools.common.utils import struct_parse
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+from elftools.elf.sections import SymbolTableSection
+
+from tasks.atomic import staged
+from tasks.errors import FixupError
+
+VER_FLG_WEAK = 0x2  # vna_flags bit (elf.h): the loader does not insist on this version
+_VNA_FLAGS_AT = 4  # Elf_Vernaux: vna_hash (Elf_Word, 4 bytes), then vna_flags (Elf_Half)
+_ELF_MAGIC = b"\x7fELF"
+_ELFCLASS64, _EM_X86_64, _ET_DYN = 2, 62, 3
+
+
+@dataclass(frozen=True)
+class NeedChange:
+    """One version need the fix-up looked at: ``GLIBC_2.34`` from ``libc.so.6``.
+
+    ``weak_symbols`` are its STB_WEAK references; ``strong_symbols`` the others (only a
+    need the fix-up leaves hard has any).
+    """
+
+    library: str
+    version: str
+    weak_symbols: tuple[str, ...]
+    strong_symbols: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.library})"
+
+
+@dataclass(frozen=True)
+class FixupReport:
+    """What :func:`fix_weak_needs` did to one library.
+
+    ``weakened``: needs it marked weak now. ``already_weak``: needs whose flag was set
+    before (by an earlier run, or a linker that does it). ``kept_hard``: needs with a weak
+    reference that stay hard because some other reference is not weak.
+    """
+
+    path: str
+    weakened: tuple[NeedChange, ...]
+    already_weak: tuple[NeedChange, ...]
+    kept_hard: tuple[NeedChange, ...]
+
+    @property
+    def changed(self) -> bool:
+        """True when this run rewrote the file."""
+        return bool(self.weakened)
+
+    def lines(self) -> list[str]:
+        """What changed, for people: one line per need made weak, or one saying nothing was.
+
+        ``kept_hard`` is left to the audit, which names those above the target.
+        """
+        out = [f"made weak {n} for {', '.join(n.weak_symbols)}" for n in self.weakened]
+        if not self.weakened:
+            out.append("nothing to change" + (
+                f", already weak: {', '.join(map(str, self.already_weak))}" if self.already_weak else ""))
+        return out
+
+
+@dataclass(frozen=True)
+class _Aux:
+    library: str
+    version: str
+    flags: int
+    index: int
+    flags_offset: int  # file offset of this Elf_Vernaux's vna_flags
+
+
+def _check_header(path: Path, stream: IO[bytes]) -> None:
+    head = stream.read(20)
+    if head[:4] != _ELF_MAGIC or len(head) < 20:
+        raise FixupError(f"{path}: not an ELF file; the fix-up edits x86_64 shared objects only")
+    little = head[5:6] == b"\x01"
+    kind = int.from_bytes(head[16:18], "little" if little else "big")
+    machine = int.from_bytes(head[18:20], "little" if little else "big")
+    if head[4] != _ELFCLASS64 or machine != _EM_X86_64:
+        bits = {1: "32-bit", 2: "64-bit"}.get(head[4], f"class {head[4]}")
+        raise FixupError(f"{path}: a {bits} ELF for machine {machine}; the fix-up edits x86_64 "
+                         "(ELFCLASS64, EM_X86_64) shared objects only")
+    if kind != _ET_DYN:
+        raise FixupError(f"{path}: ELF type {kind} is not a shared object (ET_DYN); nothing to fix up")
+    stream.seek(0)
+
+
+def _walk_needs(elf: ELFFile, section: GNUVerNeedSection) -> Iterator[_Aux]:
+    """Every Elf_Vernaux with its file offset, following vn_aux/vna_next/vn_next as ld.so does."""
+    structs: Any = elf.structs
+    strings = section.stringtable
+    offset = int(section["sh_offset"])
+    for _ in range(section.num_versions()):
+        verneed = struct_parse(structs.Elf_Verneed, elf.stream, stream_pos=offset)
+        library = strings.get_string(verneed["vn_file"])
+        aux_offset = offset + int(verneed["vn_aux"])
+        for _ in range(int(verneed["vn_cnt"])):
+            aux = struct_parse(structs.Elf_Vernaux, elf.stream, stream_pos=aux_offset)
+            yield _Aux(library, strings.get_string(aux["vna_name"]), int(aux["vna_flags"]),
+                       int(aux["vna_other"]), aux_offset + _VNA_FLAGS_AT)
+            if not aux["vna_next"]:
+                break
+            aux_offset += int(aux["vna_next"])
+        if not verneed["vn_next"]:
+            break
+        offset += int(verneed["vn_next"])
+
+
+def _references(elf: ELFFile) -> dict[int, list[tuple[str, bool]]]:
+    """Version index -> (name, is an undefined STB_WEAK symbol) of each dynamic symbol using it."""
+    versym = next((s for s in elf.iter_sections() if isinstance(s, GNUVerSymSection)), None)
+    refs: dict[int, list[tuple[str, bool]]] = {}
+    if versym is None or not isinstance(versym.symboltable, SymbolTableSection):
+        return refs
+    dynsym = versym.symboltable
+    for i in range(1, min(dynsym.num_symbols(), versym.num_symbols())):
+        ndx = versym.get_symbol(i)["ndx"]  # a str for VER_NDX_LOCAL/GLOBAL
+        if isinstance(ndx, int):
+            symbol = dynsym.get_symbol(i)
+            weak = symbol["st_info"]["bind"] == "STB_WEAK" and symbol["st_shndx"] == "SHN_UNDEF"
+            refs.setdefault(ndx & 0x7FFF, []).append((symbol.name, weak))  # bit 15: hidden
+    return refs
+
+
+def _read(path: Path, stream: IO[bytes]) -> tuple[list[_Aux], dict[int, list[tuple[str, bool]]], bool]:
+    _check_header(path, stream)
+    try:
+        elf = ELFFile(stream)
+        sections = [s for s in elf.iter_sections() if isinstance(s, GNUVerNeedSection)]
+        needs = [aux for section in sections for aux in _walk_needs(elf, section)]
+        return needs, _references(elf), elf.little_endian
+    except (ELFError, ValueError, KeyError) as error:  # construct's errors are ValueErrors
+        raise FixupError(f"{path}: cannot read its version needs: {error or type(error).__name__}") from error
+
+
+def _plan(path: Path, needs: list[_Aux], refs: dict[int, list[tuple[str, bool]]]) -> tuple[
+        list[_Aux], FixupReport]:
+    to_patch: list[_Aux] = []
+    weakened: list[NeedChange] = []
+    already: list[NeedChange] = []
+    kept: list[NeedChange] = []
+    for aux in needs:
+        users = refs.get(aux.index, [])
+        weak = tuple(name for name, is_weak in users if is_weak)
+        strong = tuple(name for name, is_weak in users if not is_weak)
+        change = NeedChange(aux.library, aux.version, weak, strong)
+        if aux.flags & VER_FLG_WEAK:
+            already.append(change)
+        elif weak and not strong:
+            to_patch.append(aux)
+            weakened.append(change)
+        elif weak:
+            kept.append(change)
+    return to_patch, FixupReport(str(path), tuple(weakened), tuple(already), tuple(kept))
+
+
+def _verify(path: Path, tmp: Path, original: bytes, patched: dict[int, bytes],
+            to_patch: list[_Aux]) -> None:
+    """Re-read the patched copy: only the planned bytes differ, and those needs are now weak."""
+    data = tmp.read_bytes()
+    if len(data) != len(original):
+        raise FixupError(f"{path}: the patched copy changed size; left the library as it was")
+    for at, want in patched.items():
+        if data[at:at + len(want)] != want:
+            raise FixupError(f"{path}: the patched copy lacks the edit at {at:#x}; left the library as it was")
+    clean = bytearray(data)
+    for at in patched:
+        clean[at:at + 2] = original[at:at + 2]
+    if bytes(clean) != original:
+        raise FixupError(f"{path}: the patched copy differs beyond vna_flags; left the library as it was")
+    with tmp.open("rb") as stream:
+        needs, _, _ = _read(path, stream)
+    wanted = {(a.library, a.version) for a in to_patch}
+    if not all(a.flags & VER_FLG_WEAK for a in needs if (a.library, a.version) in wanted):
+        raise FixupError(f"{path}: re-reading the patched copy shows a need still hard; left it as it was")
+
+
+def fix_weak_needs(path: Path) -> FixupReport:
+    """Set VER_FLG_WEAK on each version need of ``path`` whose references are all weak.
+
+    Edits the real file behind a symlink; keeps its mode. Returns what changed (nothing on
+    a second run, which writes nothing). FixupError, one line, when ``path`` is not a
+    readable x86_64 ELF shared object.
+    """
+    given = Path(path)
+    real = given.resolve()
+    try:
+        original = real.read_bytes()  # one read: the plan and the check see the same bytes
+        needs, refs, little = _read(given, io.BytesIO(original))
+        to_patch, report = _plan(given, needs, refs)
+        if not to_patch:
+            return report
+        order: Literal["little", "big"] = "little" if little else "big"
+        patched = {a.flags_offset: (a.flags | VER_FLG_WEAK).to_bytes(2, order) for a in to_patch}
+        with staged(real, mode=stat.S_IMODE(real.stat().st_mode)) as tmp:
+            shutil.copyfile(real, tmp)
+            with tmp.open("r+b") as out:
+                for at, value in patched.items():
+                    out.seek(at)
+                    out.write(value)
+                out.flush()
+                os.fsync(out.fileno())
+            _verify(given, tmp, original, patched, to_patch)
+    except OSError as error:
+        raise FixupError(f"{given}: {error.strerror or error}") from None
+    return report
