@@ -374,7 +374,9 @@ def test_rpath_and_runpath_are_reported(c_libs: dict[str, Path]) -> None:
 def test_report_text_json_and_summary(rust_lib: Path, c_libs: dict[str, Path]) -> None:
     audits = audit_paths([rust_lib, c_libs["old"]], target_glibc="2.31")
     lines = format_report(audits).splitlines()
-    assert lines[0] == f"FAIL {rust_lib} (max GLIBC 2.34, target 2.31)"
+    linker = audit_library(rust_lib, target_glibc="2.31").linker
+    assert linker is not None and linker.startswith("LLD ")  # the host's rust-lld
+    assert lines[0] == f"FAIL {rust_lib} (max GLIBC 2.34, target 2.31, linked by {linker})"
     assert "  pthread_getattr_np@GLIBC_2.32 (libc.so.6)" in lines
     assert f"ok   {c_libs['old']} (max GLIBC 2.2.5, target 2.31)" in lines
 

@@ -32,6 +32,7 @@ from tasks.crates.floors import (
     glibc_text,
     parse_glibc,
 )
+from tasks.crates.linkers import comment_strings, drops_retained, linker_of
 from tasks.errors import AuditError
 
 __all__ = [  # the report functions live in audit_report; callers keep importing them from here
@@ -120,6 +121,8 @@ class LibraryAudit:
     too_new_runtime: tuple[RuntimeNeed, ...] = ()
     floors: TargetFloors | None = None
     fixup: FixupReport | None = None
+    linker: str | None = None  # from .comment: "LLD 5.0.2"; None when the linker wrote nothing
+    drops_retained: bool = False  # the linker ignores SHF_GNU_RETAIN (lld < 13)
 
     @property
     def target(self) -> str:
@@ -245,6 +248,7 @@ def audit_library(
             if elf.num_sections() == 0:
                 raise AuditError(f"{path}: ELF has no section headers; cannot read versions")
             dynamic = _dynamic_strings(elf)
+            linker = linker_of(comment_strings(elf))
             needs, by_index = _version_needs(elf)
             symbols = sorted(_symbol_needs(elf, by_index), key=_newest_first)
     except (ELFError, OSError) as error:
@@ -271,6 +275,8 @@ def audit_library(
         too_new_runtime=_runtime_needs(needs, symbols, floors),
         floors=floors,
         fixup=fixup,
+        linker=linker,
+        drops_retained=drops_retained(linker),
     )
 
 

@@ -34,7 +34,11 @@ def format_report(audits: Sequence[LibraryAudit]) -> str:
     for audit in audits:
         status = "ok  " if audit.ok else "FAIL"
         glibc = audit.max_glibc or "none"
-        lines.append(f"{status} {audit.path} (max GLIBC {glibc}, target {audit.target})")
+        linker = f", linked by {audit.linker}" if audit.linker else ""
+        lines.append(f"{status} {audit.path} (max GLIBC {glibc}, target {audit.target}{linker})")
+        if audit.drops_retained:
+            lines.append(f"  note: {audit.linker} ignores the retain flag (SHF_GNU_RETAIN, honoured from LLD 13): "
+                         "an unreferenced #[used] static may have been dropped by --gc-sections")
         lines.extend(f"  {symbol}" for symbol in audit.too_new)
         used = {(s.library, s.version) for s in audit.symbols}
         lines.extend(
