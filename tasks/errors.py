@@ -1,14 +1,17 @@
 """One exception hierarchy for compatbuild, each class with a stable exit code.
 
 The invoke layer turns any :class:`CompatError` into ``invoke.Exit(message, code)``,
-so a user error is one line on stderr and a non-zero exit, never a traceback.
+so a user error is one line on stderr and a non-zero exit, never a traceback. Every class
+lives here and has a code of its own (tests/test_errors.py checks both), so a script can
+tell "the lockfile is wrong" from "a mirror is down". Raise a subclass, never CompatError
+itself; exit code 1 is left for disk errors the task layer reports, 130 for an interrupt.
 """
 
 from __future__ import annotations
 
 
 class CompatError(Exception):
-    """Base of every error compatbuild reports to a user."""
+    """Base of every error compatbuild reports to a user; raise a subclass."""
 
     exit_code = 1
 
@@ -74,12 +77,49 @@ class SmokeError(CompatError):
 
 
 class OutputError(CompatError):
-    """An output path is unusable: it exists and compatbuild did not make it, or cannot be written."""
+    """An output is unusable: a path compatbuild did not make, an unwritable cache or output
+    folder, or a last build whose record or libraries are gone."""
 
     exit_code = 12
+
+
+class RpmError(CompatError):
+    """Repository metadata is unusable, or a package requirement cannot be met."""
+
+    exit_code = 13
+
+
+class NotDownloaded(DownloadError):
+    """A file the lockfile names is not in the cache yet: run `invoke download`."""
+
+    exit_code = 14
+
+
+class ConfigError(CompatError):
+    """A setting (invoke.yaml, INVOKE_COMPATBUILD_* env) or a flag is unknown or ill-typed."""
+
+    exit_code = 15
+
+
+class PinError(CompatError):
+    """A new pin cannot be made: an unknown version, or a manifest that does not offer it."""
+
+    exit_code = 16
+
+
+class SysrootError(CompatError):
+    """A sysroot cannot be made or used: an unsafe, corrupt or unsupported archive, or no loader."""
+
+    exit_code = 17
+
+
+class ToolError(CompatError):
+    """A program compatbuild runs on the host (gpg) is missing or cannot start."""
+
+    exit_code = 18
 
 
 class FixupError(CompatError):
     """The weak-version fix-up cannot edit a file: not an x86_64 ELF shared object, or unreadable."""
 
-    exit_code = 13
+    exit_code = 19

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 from tasks.image import rpms, stages
 from tasks.image.docker_client import Docker
-from tasks.inputs import download, lockfile, verify
+from tasks.inputs import download, http, lockfile, verify
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
 from tasks.store import Store
@@ -36,9 +36,13 @@ def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: 
     )
     if not (subset.artifacts or subset.rpms):
         return
-    download.fetch_all(subset, settings, log=log, idle_summary=False)
+    fetched = download.fetch_all(subset, settings, log=log)
+    if any(f.action != "cached" for f in fetched):
+        log(download.summary(fetched))
     if subset.artifacts:
-        verify.verify_all(subset, Store(settings.cache), log=log, idle_summary=False)
+        verified = verify.verify_all(subset, Store(settings.cache), log=log)
+        if any(v.action != "cached" for v in verified):
+            log(verify.summary(verified))
 
 
 def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log = print,
@@ -65,6 +69,6 @@ def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = 
     installed = rpms.installed_in_base(dk, base)
     packages = lock.target.packages or rpms.PACKAGES
     rpms.refresh(lock.path, packages=tuple(packages) + rpms.SYSROOT_PACKAGES, installed=installed,
-                 fetch_bytes=lambda url: rpms.http_get(settings.mirror(url)), log=log)
+                 fetch_bytes=lambda url: http.get_bytes(settings.mirror(url)), log=log)
     return lockfile.load(lock.path)
 

@@ -3,27 +3,42 @@
 Defaults live beside the invoke collection (``ns.configure``) under the ``compatbuild``
 key, so ``invoke.yaml``, ``INVOKE_COMPATBUILD_CACHE``-style env vars and ``--lock`` flags
 override them. This module never imports invoke: the task layer builds a Settings.
+
+Every value is checked here, whatever its source, and a bad one is a one-line
+:class:`~tasks.errors.ConfigError`: an unknown key (a typo in invoke.yaml or in an
+``INVOKE_COMPATBUILD_*`` name), ``jobs`` that is not a whole number of 1 or more, a
+``progress`` other than auto/always/never, ``mirrors`` that is not a mapping of URL prefix
+to replacement. Two defaults are shaped around invoke, whose own errors are tracebacks:
+invoke casts an env value to the type of the default it overrides (``int("abc")``), so
+``jobs`` defaults to None ("built in": 4) and its env value reaches us as text; and invoke
+cannot merge a mapping over a non-mapping default or the reverse, so ``mirrors`` has no
+invoke default at all, and :func:`env_overrides` reads ``INVOKE_COMPATBUILD_MIRRORS``
+(a JSON object) itself.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import CompatError
+from tasks.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JOBS = 4
+PROGRESS = ("auto", "always", "never")  # auto: bars only on a terminal
 DEFAULTS: dict[str, Any] = {
     "lock": str(PROJECT_ROOT / "rsrc.lock.toml"),
     "cache": "",  # empty: $COMPATBUILD_CACHE, else $XDG_CACHE_HOME/compatbuild
     "out": str(PROJECT_ROOT / "out"),
-    "jobs": 4,
-    "mirrors": {},
-    "progress": "auto",  # auto (only on a terminal), always, never
+    "jobs": None,  # None: DEFAULT_JOBS downloads at once
+    "progress": "auto",
 }
+KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
 
 def default_cache_root() -> Path:
@@ -34,14 +49,76 @@ def default_cache_root() -> Path:
     return Path(xdg) / "compatbuild"
 
 
-def _jobs(value: Any) -> int:
-    try:
+def parse_jobs(value: object, where: str = "config compatbuild.jobs") -> int:
+    """A whole number of 1 or more, from an int (invoke.yaml) or text (env, ``--jobs``)."""
+    jobs: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        jobs = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         jobs = int(value)
-    except (TypeError, ValueError):
-        jobs = 0
-    if jobs < 1:
-        raise CompatError(f"config compatbuild.jobs must be a whole number of 1 or more, not {value!r}")
+    if jobs is None or jobs < 1:
+        raise ConfigError(f"{where} must be a whole number of 1 or more, not {value!r}")
     return jobs
+
+
+def _mirrors(value: object) -> dict[str, str]:
+    where = "config compatbuild.mirrors"
+    if value is None:
+        return {}
+    given = value
+    if isinstance(value, str):  # INVOKE_COMPATBUILD_MIRRORS holds a JSON object
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            pass
+    items = _items(value)
+    if items is None or not all(isinstance(k, str) and isinstance(v, str) for k, v in items):
+        raise ConfigError(f"{where} must be a mapping of URL prefix to replacement "
+                          f"(in the environment: a JSON object), not {given!r}")
+    return {str(k): str(v) for k, v in items}
+
+
+def _items(value: object) -> list[tuple[object, object]] | None:
+    """The pairs of a mapping (a dict, or invoke's DataProxy, which is not a Mapping)."""
+    keys = getattr(value, "keys", None)
+    if isinstance(value, (str, bytes)) or not callable(keys):
+        return None
+    return [(k, value[k]) for k in keys()]  # type: ignore[index]
+
+
+def _text(key: str, value: object) -> str:
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    raise ConfigError(f"config compatbuild.{key} must be a path, not {value!r}")
+
+
+def _unknown(key: str, what: str, spell: Callable[[str], str]) -> ConfigError:
+    close = difflib.get_close_matches(key, KEYS, n=1)
+    hint = f"did you mean {spell(close[0])}?" if close else \
+        f"known: {', '.join(spell(k) for k in sorted(KEYS))}"
+    return ConfigError(f"{what}: unknown setting ({hint})")
+
+
+def _check_keys(cfg: Mapping[str, Any]) -> None:
+    for key in sorted(map(str, cfg)):
+        if key not in KEYS:
+            raise _unknown(key, f"config compatbuild.{key}", lambda k: k)
+
+
+def env_overrides(environ: Mapping[str, str], prefix: str = "INVOKE_") -> dict[str, str]:
+    """The ``<prefix>COMPATBUILD_*`` variables invoke does not read: an unknown name is an
+    error (invoke ignores it silently), and MIRRORS comes back as text for :class:`Settings`."""
+    head = f"{prefix}COMPATBUILD_"
+    found: dict[str, str] = {}
+    for name in sorted(environ):
+        if not name.startswith(head):
+            continue
+        key = name[len(head):].lower()
+        if key not in KEYS:
+            raise _unknown(key, name, lambda k: head + k.upper())
+        if key not in DEFAULTS:  # invoke reads the others itself
+            found[key] = environ[name]
+    return found
 
 
 @dataclass(frozen=True)
@@ -51,22 +128,31 @@ class Settings:
     lock: Path
     cache: Path
     out: Path
-    jobs: int = 4
+    jobs: int = DEFAULT_JOBS
     mirrors: Mapping[str, str] = field(default_factory=dict)
     progress: str = "auto"
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "") -> Settings:
-        """Build from the ``compatbuild`` config mapping; ``lock`` overrides the lockfile."""
-        merged = {**DEFAULTS, **{k: v for k, v in cfg.items() if k in DEFAULTS}}
-        cache = str(merged["cache"]) or str(default_cache_root())
+        """Build from the ``compatbuild`` config mapping; ``lock`` overrides the lockfile.
+
+        Raises ConfigError for an unknown key or an ill-typed value.
+        """
+        _check_keys(cfg)
+        merged = {**DEFAULTS, "mirrors": None, **cfg}
+        progress = merged["progress"]
+        if progress not in PROGRESS:
+            raise ConfigError(f"config compatbuild.progress must be one of {', '.join(PROGRESS)}, "
+                              f"not {progress!r}")
+        cache = _text("cache", merged["cache"]) or str(default_cache_root())
+        jobs = merged["jobs"]
         return cls(
-            lock=Path(lock or merged["lock"]).expanduser().resolve(),
+            lock=Path(lock or _text("lock", merged["lock"])).expanduser().resolve(),
             cache=Path(cache).expanduser().resolve(),
-            out=Path(merged["out"]).expanduser().resolve(),
-            jobs=_jobs(merged["jobs"]),
-            mirrors=dict(merged["mirrors"] or {}),
-            progress=str(merged["progress"]),
+            out=Path(_text("out", merged["out"])).expanduser().resolve(),
+            jobs=DEFAULT_JOBS if jobs is None else parse_jobs(jobs),
+            mirrors=_mirrors(merged["mirrors"]),
+            progress=str(progress),
         )
 
     def mirror(self, url: str) -> str:

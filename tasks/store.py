@@ -27,7 +27,7 @@ from typing import Any
 import filelock
 
 from tasks.atomic import write_atomic
-from tasks.errors import CompatError
+from tasks.errors import OutputError
 
 CHUNK = 1 << 20
 _TAG = (
@@ -65,7 +65,7 @@ class Store:
             if not tag.exists():
                 write_atomic(tag, _TAG.encode())
         except OSError as exc:
-            raise CompatError(f"cache {self.root}: {exc.strerror or exc}") from None
+            raise OutputError(f"cache {self.root}: {exc.strerror or exc}") from None
 
     def path(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256

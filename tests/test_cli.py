@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tasks.errors import ConfigError
 from tasks.settings import PROJECT_ROOT
 
 TASKS = ["download", "verify", "lock", "rpms", "image", "llvm", "rust", "images", "build",
          "audit", "smoke", "sysroot", "test-profile"]
 
 
-def invoke(*args: str, cache: Path | None = None, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def invoke(*args: str, cache: Path | None = None, cwd: Path = PROJECT_ROOT,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_COMPATBUILD_")}
     if cache is not None:
-        env["INVOKE_COMPATBUILD_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, env=env,
+        full["INVOKE_COMPATBUILD_CACHE"] = str(cache)
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, env={**full, **(env or {})},
                           capture_output=True, text=True, timeout=300)
 
 
@@ -32,13 +36,18 @@ def test_list_shows_every_task_with_one_line_help() -> None:
         assert len(line.split()) > 2, f"{name} has no help text in --list:\n{out}"
 
 
-@pytest.mark.parametrize("name", ["download", "build", "smoke", "audit"])
+@pytest.mark.parametrize("name", TASKS)
 def test_help_explains_every_flag(name: str) -> None:
+    from tasks.cli import ns
+
+    params = {p.replace("_", "-") for p in list(inspect.signature(ns[name].body).parameters)[1:]}
     out = invoke("--help", name).stdout
-    assert "--lock" in out or name == "audit"
-    for line in out.splitlines():
-        if line.strip().startswith("-"):
-            assert len(line.split()) > 1, f"flag without help: {line!r}"
+    lines = [line for line in out.splitlines() if line.strip().startswith("-")]
+    for line in lines:
+        assert len(line.split()) > 1, f"flag without help: {line!r}"
+    assert {re.sub(r"^--(\[no-\])?|=.*$", "", line.split()[0]) for line in lines} == params
+    if name != "test-profile":  # it writes a lockfile; every other task reads one
+        assert "lock" in params
 
 
 def _file_lock(tmp_path: Path, payload: bytes, *, sha: str | None = None) -> Path:
@@ -74,7 +83,7 @@ def test_download_and_verify_then_a_quiet_second_run(tmp_path: Path) -> None:
         (["download", "--lock", "{bad}"], 2, "not valid TOML"),
         (["download", "--lock", "{missing}"], 2, "lockfile not found"),
         (["download", "--lock", "{wrong}"], 4, "sha256 mismatch"),
-        (["verify", "--lock", "{good}"], 3, "not downloaded; run `invoke download`"),
+        (["verify", "--lock", "{good}"], 14, "not downloaded; run `invoke download`"),
         (["audit", "--path", "{notelf}"], 10, "not a readable ELF shared object"),
     ],
 )
@@ -91,6 +100,71 @@ def test_user_errors_are_one_line_with_exit_code(tmp_path: Path, args: list[str]
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("compatbuild: ") and text in lines[0], lines
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("compatbuild: "), lines
+    return lines[0].removeprefix("compatbuild: ")
+
+
+JOBS_RULE = "must be a whole number of 1 or more, not"
+MIRRORS_RULE = ("config compatbuild.mirrors must be a mapping of URL prefix to replacement "
+                "(in the environment: a JSON object), not 'notadict'")
+
+
+@pytest.mark.parametrize(
+    ("env", "yaml", "flags", "text"),
+    [
+        ({"INVOKE_COMPATBUILD_JOBS": "abc"}, "", [], f"config compatbuild.jobs {JOBS_RULE} 'abc'"),
+        ({"INVOKE_COMPATBUILD_JOBS": "0"}, "", [], f"config compatbuild.jobs {JOBS_RULE} '0'"),
+        ({}, "jobs: 0", [], f"config compatbuild.jobs {JOBS_RULE} 0"),
+        ({}, "jobs: true", [], f"config compatbuild.jobs {JOBS_RULE} True"),
+        ({}, "", ["--jobs", "0"], f"--jobs {JOBS_RULE} '0'"),
+        ({}, "", ["--jobs", "abc"], f"--jobs {JOBS_RULE} 'abc'"),
+        ({}, "jbos: 4", [], "config compatbuild.jbos: unknown setting (did you mean jobs?)"),
+        ({"INVOKE_COMPATBUILD_JBOS": "4"}, "", [],
+         "INVOKE_COMPATBUILD_JBOS: unknown setting (did you mean INVOKE_COMPATBUILD_JOBS?)"),
+        ({}, "progress: bogus", [],
+         "config compatbuild.progress must be one of auto, always, never, not 'bogus'"),
+        ({"INVOKE_COMPATBUILD_PROGRESS": "bogus"}, "", [],
+         "config compatbuild.progress must be one of auto, always, never, not 'bogus'"),
+        ({}, 'mirrors: "notadict"', [], MIRRORS_RULE),
+        ({"INVOKE_COMPATBUILD_MIRRORS": "notadict"}, "", [], MIRRORS_RULE),
+        ({}, "out: [1]", [], "config compatbuild.out must be a path, not [1]"),
+    ],
+)
+def test_bad_settings_are_one_line_with_their_own_exit_code(
+        tmp_path: Path, env: dict[str, str], yaml: str, flags: list[str], text: str) -> None:
+    lock = _file_lock(tmp_path, b"payload")
+    config = tmp_path / "invoke.yaml"
+    config.write_text(f"compatbuild:\n  {yaml}\n")
+    runtime = ["-f", str(config)] if yaml else []
+    r = invoke(*runtime, "download", "--lock", str(lock), *flags, cache=tmp_path / "cache", env=env)
+    assert r.returncode == ConfigError.exit_code, (r.stdout, r.stderr)
+    assert _one_line_error(r) == text
+    assert not (tmp_path / "cache").exists()  # refused before anything was done
+
+
+@pytest.mark.parametrize("source", ["yaml", "env"])
+def test_good_settings_from_config_and_env_are_used(tmp_path: Path, source: str) -> None:
+    """mirrors (a mapping, which invoke cannot take from the environment) and jobs, both ways."""
+    lock = _file_lock(tmp_path, b"mirrored payload")
+    mirror = tmp_path.as_uri() + "/"
+    lock.write_text(lock.read_text().replace(mirror, "https://upstream.invalid/"))
+    if source == "yaml":
+        config = tmp_path / "invoke.yaml"
+        config.write_text(f'compatbuild:\n  jobs: 2\n  progress: never\n'
+                          f'  mirrors:\n    "https://upstream.invalid/": "{mirror}"\n')
+        r = invoke("-f", str(config), "download", "--lock", str(lock), cache=tmp_path / "c")
+    else:
+        env = {"INVOKE_COMPATBUILD_JOBS": "2", "INVOKE_COMPATBUILD_PROGRESS": "never",
+               "INVOKE_COMPATBUILD_MIRRORS": json.dumps({"https://upstream.invalid/": mirror})}
+        r = invoke("download", "--lock", str(lock), "--jobs", "3", cache=tmp_path / "c", env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"Downloading artifact thing ({mirror}thing-1.0.tar.gz)" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "1 file: 1 downloaded (16 bytes), 0 cached"
 
 
 def test_docker_not_running_is_one_line_exit_6(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from tasks.errors import DownloadError, HashMismatch, LockfileError
-from tasks.inputs import download
-from tasks.inputs.download import Fetched, fetch, fetch_all
+from tasks.inputs import http
+from tasks.inputs.download import Fetched, fetch, fetch_all, summary
 from tasks.inputs.lockfile import Lockfile, Resource, load
 from tasks.settings import Settings
 from tasks.store import Store
@@ -50,8 +50,8 @@ def payload(n: int, seed: bytes = b"x") -> bytes:
 
 @pytest.fixture(autouse=True)
 def dl_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "RETRY_DELAYS", (0.01, 0.01, 0.01))
-    monkeypatch.setattr(download, "TIMEOUT", (2.0, 2.0))
+    monkeypatch.setattr(http, "RETRY_DELAYS", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(http, "TIMEOUT", (2.0, 2.0))
 
 
 def lockfile(tmp_path: Path, body: str) -> Lockfile:
@@ -118,17 +118,18 @@ def test_downloads_then_second_run_is_silent_and_makes_no_request(
     store = Store(tmp_path / "cache")
     assert [f.action for f in got] == ["downloaded", "downloaded"]
     assert store.path(sha(a)).read_bytes() == a and store.path(sha(b)).read_bytes() == b
-    assert sorted(logs[:2]) == [f"Downloading artifact a ({httpserver.url_for('/a.tar.gz')})",
-                                f"Downloading artifact b ({httpserver.url_for('/b.tar.xz')})"]
-    assert logs[2] == "2 files: 2 downloaded (203.0 kB), 0 cached"
+    assert sorted(logs) == [f"Downloading artifact a ({httpserver.url_for('/a.tar.gz')})",
+                            f"Downloading artifact b ({httpserver.url_for('/b.tar.xz')})"]
+    assert summary(got) == "2 files: 2 downloaded (203.0 kB), 0 cached"
     assert not list((tmp_path / "cache" / "partial").iterdir())
 
     requests_before = len(httpserver.log)
     logs.clear()
     again = fetch_all(lock, settings(tmp_path), log=logs.append)
     assert len(httpserver.log) == requests_before == 2
-    assert logs == ["2 files: 0 downloaded, 2 cached"]
+    assert logs == []  # the library says nothing when there is nothing to do
     assert [f.action for f in again] == ["cached", "cached"]
+    assert summary(again) == "2 files: 0 downloaded, 2 cached"
     assert [f.path for f in again] == [f.path for f in got]
 
 
@@ -168,13 +169,13 @@ def test_persistent_500_gives_up_after_all_attempts(tmp_path: Path, httpserver: 
     httpserver.expect_request("/x").respond_with_data("down", status=500)
     with pytest.raises(DownloadError, match=r"HTTP 500 .*\(gave up after 4 tries\)"):
         fetch(resource(httpserver.url_for("/x"), b"data"), Store(tmp_path / "cache"))
-    assert len(httpserver.log) == len(download.RETRY_DELAYS) + 1 == 4
+    assert len(httpserver.log) == len(http.RETRY_DELAYS) + 1 == 4
 
 
 def test_read_timeout_is_retried(tmp_path: Path, httpserver: HTTPServer,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "TIMEOUT", (2.0, 0.2))
-    monkeypatch.setattr(download, "RETRY_DELAYS", (0.4, 0.4))  # one-thread server: let it finish
+    monkeypatch.setattr(http, "TIMEOUT", (2.0, 0.2))
+    monkeypatch.setattr(http, "RETRY_DELAYS", (0.4, 0.4))  # one-thread server: let it finish
     calls = [0]
 
     def slow_once(request: Request) -> Response:
@@ -210,7 +211,7 @@ def test_always_truncated_body_fails_as_truncated(tmp_path: Path, httpserver: HT
 
 def test_truncated_bytes_are_kept_for_the_next_run(
         tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "RETRY_DELAYS", ())  # one attempt per fetch
+    monkeypatch.setattr(http, "RETRY_DELAYS", ())  # one attempt per fetch
     data = payload(10_000)
     httpserver.expect_request("/x").respond_with_handler(ranged(data, cut=2500))
     store, r = Store(tmp_path / "cache"), resource(httpserver.url_for("/x"), data)
@@ -399,7 +400,7 @@ def test_failures_let_the_others_finish_then_raise_the_first(
     assert str(info.value).startswith("artifact a: HTTP 404")
     assert str(info.value).endswith("(and 1 more failed)") and "\n" not in str(info.value)
     assert Store(tmp_path / "cache").has(sha(b"ok"))
-    assert logs[-1] == "3 files: 1 downloaded (2 bytes), 0 cached, 2 failed"
+    assert logs[-1] == f"Also failed: artifact b: HTTP 410 GONE for {httpserver.url_for('/b')}"
 
 
 def test_only_selects_one_name_and_rejects_unknown(tmp_path: Path, httpserver: HTTPServer) -> None:
@@ -414,12 +415,26 @@ def test_only_selects_one_name_and_rejects_unknown(tmp_path: Path, httpserver: H
         fetch_all(lock, settings(tmp_path), only="nope")
 
 
-def test_progress_always_draws_and_still_fetches(tmp_path: Path, httpserver: HTTPServer) -> None:
+def test_progress_always_draws_and_still_fetches(
+        tmp_path: Path, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
     data = payload(300_000)
     httpserver.expect_request("/x").respond_with_data(data)
     lock = lockfile(tmp_path, artifact("x", httpserver.url_for("/x"), data))
     [got] = fetch_all(lock, settings(tmp_path, progress="always"), log=lambda _m: None)
     assert got.path.read_bytes() == data
+    err = capsys.readouterr().err  # not a terminal: "always" draws anyway
+    assert "artifact x" in err and "\u2501" in err and "300.0/300.0 kB" in err, err
+
+
+@pytest.mark.parametrize("progress", ["auto", "never"])
+def test_progress_draws_nothing_into_a_pipe_unless_always(
+        tmp_path: Path, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str],
+        progress: str) -> None:
+    data = payload(300_000)
+    httpserver.expect_request("/x").respond_with_data(data)
+    lock = lockfile(tmp_path, artifact("x", httpserver.url_for("/x"), data))
+    fetch_all(lock, settings(tmp_path, progress=progress), log=lambda _m: None)
+    assert capsys.readouterr().err == ""
 
 
 # ------------------------------------------------------------------ disks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,8 @@ import pytest
 from tasks.errors import LockfileError
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
+
+FACTS = Path(__file__).resolve().parent / "data" / "upstream-facts.toml"
 
 GOOD = """
 schema = 1
@@ -38,24 +40,38 @@ def write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def test_default_lockfile_holds_the_real_pins() -> None:
+def test_default_lockfile_fetches_and_checks_exactly_the_public_facts() -> None:
+    """What `invoke download` fetches for the default lockfile (``resources()``), and the
+    sha256, signatures and fingerprints `invoke verify` holds each file to, are the ones the
+    public sources give (tests/data/upstream-facts.toml, a copy of ../shared/upstream-facts.toml)."""
+    facts = tomllib.loads(FACTS.read_text())
+    by_url = {f["url"]: f for f in facts["artifact"]}
     lf = lockfile.load(PROJECT_ROOT / "rsrc.lock.toml")
-    assert lf.target.glibc == "2.18"
-    assert lf.base.digest == "sha256:5d5a02b873d298da9bca4b84440c5cd698b0832560c850d92cf389cef58bc549"
-    assert lf.artifact("llvm").sha256 == "d522eda97835a9c75f0b88ddc81437e5edbb87dc2740686cb8647763855c2b3c"
-    assert lf.artifact("clang").filename == "cfe-5.0.2.src.tar.xz"
-    assert lf.artifact("make").sha256.startswith("dd16fb1d")
-    cmake = lf.artifact("cmake")
-    assert cmake.filename == "cmake-3.29.3-linux-x86_64.tar.gz"
-    assert cmake.checksums_url and cmake.checksums_signature_url
-    assert lf.artifact("rust").url.endswith("rust-1.90.0-x86_64-unknown-linux-gnu.tar.gz")
-    assert set(lf.key("llvm").fingerprints) == {
-        "11E521D646982372EB577A1F8F0871F202119294",
-        "474E22316ABF4785A88C6E8EA2C794A986419D8A",
-    }
-    assert lf.key("rust").sha256 is None  # not known: recorded by `invoke lock`, never invented
+    fetched = {r.label: r for r in lf.resources()}
+    assert lf.artifacts and len(fetched) > len(lf.artifacts)
     for a in lf.artifacts:
-        assert re.fullmatch(r"[0-9a-f]{64}", a.sha256)
+        res = fetched.pop(f"artifact {a.name}")
+        fact = by_url.get(res.url)
+        assert fact is not None, f"{a.name}: {res.url} is not a URL the public sources name"
+        assert res.sha256 == a.sha256 == fact["sha256"] != "", a.name
+        assert set(res.alt_urls) <= set(fact.get("alt_urls", [])), a.name
+        signed = {fetched.pop(f"{kind} of {a.name}").url
+                  for kind in ("signature", "checksums", "checksums signature")
+                  if f"{kind} of {a.name}" in fetched}
+        assert signed == {u for u in (fact.get("sig_url"), fact.get("checksums_url")) if u}, a.name
+        pinned = set(lf.key(a.key).fingerprints) if a.key else set()
+        if fact.get("key_fingerprint"):
+            assert fact["key_fingerprint"] in pinned, a.name
+        elif fact.get("key_fingerprint_candidates"):  # unconfirmed: accept exactly the candidates
+            assert pinned == set(fact["key_fingerprint_candidates"]), a.name
+    key_facts = {f["url"]: f for f in facts["artifact"] + facts["key"]}
+    for k in lf.keys:
+        res = fetched.pop(f"key {k.name}")
+        known = key_facts.get(res.url, {}).get("sha256") or None
+        assert res.sha256 == known, f"key {k.name}: a sha256 no public source gives"  # never invented
+    assert fetched == {}  # nothing fetched that the checks above did not account for
+    base = by_url["docker.io/library/fedora:20"]
+    assert (lf.base.digest, lf.base.id) == (base["digest"], base["image_id"])
 
 
 def test_good_lockfile_parses_and_lists_resources(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import stat
+import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from tasks.atomic import lock_for
 from tasks.errors import CompatError, SignatureError
 from tasks.inputs.lockfile import load
 from tasks.inputs.pins import record_unpinned, refresh_rust
@@ -57,10 +60,12 @@ def test_record_unpinned_writes_the_key_hash_and_keeps_the_layout(
         tmp_path: Path, store: Store, keys: Keys, lock_copy: Path) -> None:
     cache_rust(tmp_path, store, keys, lock_copy)
     verify_all(load(lock_copy), store, only="rust", log=lambda _: None)
+    lock_copy.chmod(0o600)
     before = lock_copy.read_text()
     key_sha = hashlib.sha256(keys.main.public).hexdigest()
     log: list[str] = []
     assert record_unpinned(lock_copy, store, log.append) == ["rust"]
+    assert stat.S_IMODE(lock_copy.stat().st_mode) == 0o600  # `invoke lock` made it 0644
     assert log == [f"Recorded sha256 of key 'rust' (first verified fetch): {key_sha}"]
     after = lock_copy.read_text()
     added = [d for d in difflib.ndiff(before.splitlines(), after.splitlines())
@@ -76,6 +81,22 @@ def test_record_unpinned_writes_the_key_hash_and_keeps_the_layout(
     assert log == [] and lock_copy.read_text() == after
     # The newly pinned key file still verifies.
     assert verify_all(load(lock_copy), store, only="rust", log=log.append)[0].artifact == "rust"
+
+
+def test_record_unpinned_waits_for_the_lockfile_lock(
+        tmp_path: Path, store: Store, keys: Keys, lock_copy: Path) -> None:
+    """The lock `invoke rpms --refresh` takes too: the two never write over each other."""
+    cache_rust(tmp_path, store, keys, lock_copy)
+    verify_all(load(lock_copy), store, only="rust", log=lambda _: None)
+    outcome: list[object] = []
+    with lock_for(lock_copy):
+        worker = threading.Thread(target=lambda: outcome.append(
+            record_unpinned(lock_copy, store, lambda _: None)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and load(lock_copy).key("rust").sha256 is None
+    worker.join(timeout=30)
+    assert outcome == [["rust"]] and load(lock_copy).key("rust").sha256
 
 
 def test_record_unpinned_skips_a_key_that_signs_nothing(tmp_path: Path, store: Store,

@@ -14,8 +14,10 @@ import io
 import lzma
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,11 +27,12 @@ from xml.sax.saxutils import escape, quoteattr
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch
+from tasks.atomic import lock_for
+from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch, RpmError
 from tasks.image import rpms
 from tasks.image.docker_client import Docker, connect
-from tasks.image.rpms import Dep, Evr, RpmError, parse_evr, parse_installed, rpmvercmp, satisfies
-from tasks.inputs import download
+from tasks.image.rpms import Dep, Evr, parse_evr, parse_installed, rpmvercmp, satisfies
+from tasks.inputs import download, http
 from tasks.inputs.lockfile import load
 from tasks.store import Store
 
@@ -226,7 +229,7 @@ def repos(httpserver: HTTPServer) -> tuple[str, str]:
 
 @pytest.fixture
 def loaded(repos: tuple[str, str]) -> list[list[rpms.Package]]:
-    return [rpms.load_repo(url, rpms.http_get) for url in repos]
+    return [rpms.load_repo(url, http.get_bytes) for url in repos]
 
 
 @pytest.fixture
@@ -238,7 +241,7 @@ def lock(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rpms, "RETRY_DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(http, "RETRY_DELAYS", (0.0, 0.0, 0.0))
 
 
 def resolve(loaded: list[list[rpms.Package]], wanted: list[str], installed: list[str],
@@ -340,41 +343,41 @@ def test_load_repo_reads_primary(loaded: list[list[rpms.Package]], repos: tuple[
 
 def test_load_repo_reads_xz_primary(httpserver: HTTPServer) -> None:
     url = serve_repo(httpserver, "xz", RELEASES[:3], xz=True)
-    assert [p.name for p in rpms.load_repo(url.rstrip("/"), rpms.http_get)] == [
+    assert [p.name for p in rpms.load_repo(url.rstrip("/"), http.get_bytes)] == [
         "gcc", "cpp", "libgcc"]
 
 
 def test_primary_whose_checksum_does_not_match_repomd_is_refused(httpserver: HTTPServer) -> None:
     url = serve_repo(httpserver, "bad", RELEASES, listed="0" * 64)
     with pytest.raises(HashMismatch, match=r"sha256 mismatch: repomd.xml lists 0{64}, got [0-9a-f]{64}"):
-        rpms.load_repo(url, rpms.http_get)
+        rpms.load_repo(url, http.get_bytes)
 
 
 def test_missing_repomd_is_a_download_error_without_retries(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/nope/repodata/repomd.xml").respond_with_data("", status=404)
     with pytest.raises(DownloadError, match=r"HTTP 404 NOT FOUND for .*/nope/repodata/repomd.xml"):
-        rpms.load_repo(httpserver.url_for("/nope/"), rpms.http_get)
+        rpms.load_repo(httpserver.url_for("/nope/"), http.get_bytes)
     assert len(httpserver.log) == 1
 
 
-def test_http_get_retries_a_server_error(httpserver: HTTPServer) -> None:
+def test_get_bytes_retries_a_server_error(httpserver: HTTPServer) -> None:
     httpserver.expect_oneshot_request("/flaky").respond_with_data("busy", status=503)
     httpserver.expect_request("/flaky").respond_with_data(b"ok")
-    assert rpms.http_get(httpserver.url_for("/flaky")) == b"ok"
+    assert http.get_bytes(httpserver.url_for("/flaky")) == b"ok"
     assert len(httpserver.log) == 2
 
 
-def test_http_get_gives_up_on_a_server_that_keeps_failing(httpserver: HTTPServer) -> None:
+def test_get_bytes_gives_up_on_a_server_that_keeps_failing(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/down").respond_with_data("busy", status=503)
-    with pytest.raises(DownloadError, match=r"HTTP 503 .* \(gave up after 4 attempts\)"):
-        rpms.http_get(httpserver.url_for("/down"))
+    with pytest.raises(DownloadError, match=r"HTTP 503 .* \(gave up after 4 tries\)"):
+        http.get_bytes(httpserver.url_for("/down"))
     assert len(httpserver.log) == 4
 
 
 def test_garbage_repomd_is_one_line_error(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/junk/repodata/repomd.xml").respond_with_data(b"<html><body>")
     with pytest.raises(RpmError, match="not valid XML") as exc:
-        rpms.load_repo(httpserver.url_for("/junk/"), rpms.http_get)
+        rpms.load_repo(httpserver.url_for("/junk/"), http.get_bytes)
     assert "\n" not in str(exc.value)
 
 
@@ -483,6 +486,30 @@ def test_refresh_again_changes_nothing(lock: Path, repos: tuple[str, str]) -> No
     assert lock.read_text() == first and lock.stat().st_mtime_ns == stamp
 
 
+def test_refresh_writes_under_the_lockfile_lock_keeping_its_mode(
+        lock: Path, repos: tuple[str, str]) -> None:
+    """`invoke rpms --refresh` and `invoke lock` take turns: refresh waits for the lock."""
+    lock.chmod(0o600)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(rpms.refresh(lock, repos=repos, packages=WANTED, installed=BASE,
+                                        log=lambda _s: None))
+        except Exception as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    with lock_for(lock):  # what `invoke lock` holds while it writes
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join(timeout=1.0)  # long enough to resolve these small repositories
+        assert worker.is_alive() and "[[rpm]]" not in lock.read_text()
+    worker.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], list), outcome
+    assert load(lock).rpms == tuple(outcome[0])
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+
 def test_refresh_replaces_an_old_pin_set(lock: Path, repos: tuple[str, str]) -> None:
     rpms.refresh(lock, repos=repos, packages=WANTED, installed=BASE, log=lambda _s: None)
     pins = rpms.refresh(lock, repos=repos, packages=["which"], installed=["/bin/sh"], sysroot=(),
@@ -516,7 +543,7 @@ def test_refresh_uses_the_fetcher_it_is_given(lock: Path, repos: tuple[str, str]
 
     def fetch(url: str) -> bytes:
         asked.append(url)
-        return rpms.http_get(url)
+        return http.get_bytes(url)
 
     rpms.refresh(lock, repos=repos, packages=["which"], installed=BASE, sysroot=(),
                  fetch_bytes=fetch, log=lambda _s: None)

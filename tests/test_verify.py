@@ -11,10 +11,10 @@ from typing import Any
 import gnupg
 import pytest
 
-from tasks.errors import CompatError, HashMismatch, SignatureError
+from tasks.errors import CompatError, HashMismatch, NotDownloaded, SignatureError
 from tasks.inputs import verify
 from tasks.inputs.lockfile import Lockfile, load
-from tasks.inputs.verify import NotDownloaded, Verified, listed_hashes, verify_all, verify_artifact
+from tasks.inputs.verify import Verified, listed_hashes, summary, verify_all, verify_artifact
 from tasks.store import Store
 from tests.gpgkeys import AFTER_EXPIRY, BEFORE_EXPIRY, Keys, TestKey, put, write_lock
 
@@ -279,15 +279,16 @@ def test_second_run_uses_the_stamp_without_gpg_or_hashing(
                        fingerprints=[keys.main.fingerprint])
     log: list[str] = []
     (first,) = verify_all(lock, store, log=log.append)
-    assert log == [f"Verified tool: signature by {keys.main.fingerprint}",
-                   "1 artifact verified (1 fresh, 0 cached)"]
+    assert log == [f"Verified tool: signature by {keys.main.fingerprint}"]
+    assert first.action == "verified" and summary([first]) == "1 artifact verified (1 fresh, 0 cached)"
     assert len(list((store.root / "verified").iterdir())) == 1
     monkeypatch.setattr(gnupg, "GPG", NoGpg)
     monkeypatch.setattr(verify, "sha256_file", no_hashing)
     log.clear()
     (second,) = verify_all(lock, store, log=log.append)
     assert second.cached and second.method == first.method
-    assert log == ["1 artifact verified (0 fresh, 1 cached)"]
+    assert log == []  # nothing checked now, nothing said
+    assert second.action == "cached" and summary([second]) == "1 artifact verified (0 fresh, 1 cached)"
 
 
 def test_touched_file_is_verified_again(tmp_path: Path, store: Store, keys: Keys) -> None:
@@ -351,7 +352,7 @@ def test_verify_all_reports_every_failure(tmp_path: Path, store: Store) -> None:
                    "Also failed: artifact 'b': b.tgz is not downloaded; run `invoke download`"]
     log.clear()
     assert [v.artifact for v in verify_all(lock, store, only="ok", log=log.append)] == ["ok"]
-    assert log == ["1 artifact verified (0 fresh, 1 cached)"]
+    assert log == []
 
 
 def test_gpg_home_is_removed_and_no_agent_is_left(tmp_path: Path, store: Store, keys: Keys,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from tasks.errors import CompatError, DockerError
-from tasks.settings import Settings
+from tasks.settings import Settings, env_overrides
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,9 +22,14 @@ LOCK_HELP = "lockfile to use (default: config compatbuild.lock, i.e. ./rsrc.lock
 
 
 def settings(c: Context, lock: str = "") -> Settings:
-    """Resolve Settings from invoke config (invoke.yaml, INVOKE_COMPATBUILD_* env) and flags."""
-    cfg = c.config.get("compatbuild", {}) if hasattr(c, "config") else {}
-    return Settings.from_mapping(dict(cfg), lock=lock)
+    """Resolve Settings from invoke config (invoke.yaml, INVOKE_COMPATBUILD_* env) and flags.
+
+    ConfigError for an unknown key or an ill-typed value, from whichever source.
+    """
+    cfg = dict(c.config.get("compatbuild", {})) if hasattr(c, "config") else {}
+    prefix = str(getattr(getattr(c, "config", None), "_env_prefix", None) or "INVOKE_")
+    cfg.update(env_overrides(os.environ, prefix))
+    return Settings.from_mapping(cfg, lock=lock)
 
 
 def reports_errors(func: F) -> F:

@@ -20,7 +20,7 @@ from tasks.crates import build as build_lib
 from tasks.crates import fixup as fixup_lib
 from tasks.crates import smoke as smoke_lib
 from tasks.crates import sysroot as sysroot_lib
-from tasks.errors import CompatError
+from tasks.errors import CompatError, ConfigError
 from tasks.image import docker_client
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
@@ -170,7 +170,7 @@ def _split(args: str) -> list[str]:
     try:
         return shlex.split(args)
     except ValueError as exc:
-        raise CompatError(f"--cargo-args {args!r}: {exc}") from None
+        raise ConfigError(f"--cargo-args {args!r}: {exc}") from None
 
 
 def _stderr(line: str) -> None:

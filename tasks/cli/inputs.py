@@ -9,8 +9,8 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
-from tasks.errors import CompatError
 from tasks.inputs import download, lockfile, pins, verify
+from tasks.settings import parse_jobs
 from tasks.store import Store
 
 
@@ -20,18 +20,18 @@ from tasks.store import Store
     help={
         "lock": LOCK_HELP,
         "only": "fetch just this artifact, key or rpm name",
-        "jobs": "downloads at once (default: config compatbuild.jobs)",
+        "jobs": "downloads at once, 1 or more (default: config compatbuild.jobs, i.e. 4)",
     }
 )
 @reports_errors
-def download_(c: Context, lock: str = "", only: str = "", jobs: int = 0) -> None:
+def download_(c: Context, lock: str = "", only: str = "", jobs: str = "") -> None:
     """Fetch every lockfile input into the content-addressed cache (resumable, cached)."""
+    # jobs is text, checked by the same rule as the config: invoke's own int() of a bad
+    # value is a traceback, and an int default could not tell `--jobs 0` from no flag.
     s = settings(c, lock)
     if jobs:
-        if jobs < 1:
-            raise CompatError(f"--jobs must be 1 or more, not {jobs}")
-        s = dataclasses.replace(s, jobs=jobs)
-    download.fetch_all(lockfile.load(s.lock), s, only=only or None)
+        s = dataclasses.replace(s, jobs=parse_jobs(jobs, "--jobs"))
+    print(download.summary(download.fetch_all(lockfile.load(s.lock), s, only=only or None)))
 
 
 @task(auto_shortflags=False, name="verify", help={"lock": LOCK_HELP, "only": "verify just this artifact"})
@@ -39,7 +39,7 @@ def download_(c: Context, lock: str = "", only: str = "", jobs: int = 0) -> None
 def verify_(c: Context, lock: str = "", only: str = "") -> None:
     """Check sha256, pinned-fingerprint signatures and signed checksum lists of the inputs."""
     s = settings(c, lock)
-    verify.verify_all(lockfile.load(s.lock), Store(s.cache), only=only or None)
+    print(verify.summary(verify.verify_all(lockfile.load(s.lock), Store(s.cache), only=only or None)))
 
 
 @task(
@@ -65,8 +65,8 @@ def lock_(c: Context, lock: str = "", rust: str = "") -> None:
 
         pins.refresh_rust(s.lock, store, version=rust, fetch=fetch_url)
     lf = lockfile.load(s.lock)
-    download.fetch_all(lf, s)
-    verify.verify_all(lf, store)
+    print(download.summary(download.fetch_all(lf, s)))
+    print(verify.summary(verify.verify_all(lf, store)))
     if not pins.record_unpinned(s.lock, store, print):
         print(f"{s.lock.name}: no unpinned key hashes to record")
 

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from tasks import pipeline
 from tasks.atomic import copy_atomic, write_atomic
 from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
-from tasks.errors import CargoError, CompatError, CrateError, OutputError
+from tasks.errors import CargoError, CrateError, OutputError
 from tasks.image.docker_client import Docker
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
@@ -145,12 +145,12 @@ def last_build(out: Path) -> LastBuild:
         libs = tuple(Path(p) for p in data["libraries"])
         found = LastBuild(libs, Path(data["crate"]), str(data["image"]), str(data["time"]))
     except FileNotFoundError:
-        raise CompatError(f"no build recorded in {out}; run `invoke build` first") from None
+        raise OutputError(f"no build recorded in {out}; run `invoke build` first") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CompatError(f"{path}: unreadable build record ({exc}); run `invoke build`") from None
+        raise OutputError(f"{path}: unreadable build record ({exc}); run `invoke build`") from None
     missing = [p for p in libs if not p.is_file()]
     if missing:
-        raise CompatError(f"{missing[0]} from the last build is gone; run `invoke build` again")
+        raise OutputError(f"{missing[0]} from the last build is gone; run `invoke build` again")
     return found
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from tasks import pipeline
 from tasks.atomic import ensure_file
 from tasks.crates.sysroot import STAMP as SYSROOT_STAMP
-from tasks.errors import CompatError, SmokeError
+from tasks.errors import SmokeError, SysrootError
 from tasks.image.docker_client import Docker
 from tasks.image.stages import DOCKER_DIR, ensure_stages
 from tasks.inputs.lockfile import Lockfile
@@ -229,7 +229,7 @@ def sysroot_loader(sysroot: Path) -> tuple[Path, list[Path]]:
     for d in dirs:
         if (d / LOADER).exists():
             return d / LOADER, dirs
-    raise CompatError(f"{sysroot}: no {LOADER} in {', '.join(LIB_DIRS)}; not a glibc sysroot")
+    raise SysrootError(f"{sysroot}: no {LOADER} in {', '.join(LIB_DIRS)}; not a glibc sysroot")
 
 
 def smoke_sysroot(

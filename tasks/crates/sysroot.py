@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from tasks.atomic import ensure_dir
-from tasks.errors import CompatError, LockfileError, OutputError
+from tasks.errors import CompatError, LockfileError, NotDownloaded, OutputError, SysrootError
 from tasks.inputs.lockfile import Lockfile, Rpm
 from tasks.store import Store, sha256_file
 
@@ -48,7 +48,7 @@ def make_sysroot(
     for r in pins:
         path = store.path(r.sha256)
         if not path.is_file():
-            raise CompatError(f"rpm {r.filename} is not in the cache; run `invoke download`")
+            raise NotDownloaded(f"rpm {r.filename} is not in the cache; run `invoke download`")
         files.append(path)
     material = {"kind": "rpm", "inputs": [[r.filename, r.sha256] for r in pins]}
 
@@ -62,7 +62,7 @@ def make_sysroot(
 def make_sysroot_from_debs(debs: Sequence[Path], dest: Path, *, log: Log = print) -> Path:
     """Unpack Debian ``.deb`` files (their data.tar) into ``dest``; return ``dest``."""
     if not debs:
-        raise CompatError("make_sysroot_from_debs: no .deb files given")
+        raise SysrootError("make_sysroot_from_debs: no .deb files given")
     material = {"kind": "deb", "inputs": [[Path(d).name, sha256_file(Path(d))] for d in debs]}
 
     def fill(tree: _Tree) -> None:
@@ -115,13 +115,13 @@ class _Tree:
     def _path(self, name: str) -> Path:
         parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
         if ".." in parts:
-            raise CompatError(f"archive member {name!r} points outside the sysroot")
+            raise SysrootError(f"archive member {name!r} points outside the sysroot")
         if not parts:
             return self.root
         path = self.root.joinpath(*parts)
         parent = os.path.realpath(path.parent)
         if parent != self.real and not parent.startswith(self.real + os.sep):
-            raise CompatError(f"archive member {name!r} resolves outside the sysroot")
+            raise SysrootError(f"archive member {name!r} resolves outside the sysroot")
         return path
 
     def directory(self, name: str) -> None:
@@ -149,7 +149,7 @@ class _Tree:
             else os.path.join("/", os.path.dirname(name.lstrip("./")), target)
         )
         if inside.startswith("/..") or not inside.startswith("/"):
-            raise CompatError(f"archive link {name!r} -> {target!r} points outside the sysroot")
+            raise SysrootError(f"archive link {name!r} -> {target!r} points outside the sysroot")
         target = os.path.relpath(self.root / inside.lstrip("/"), path.parent)
         if path.is_symlink() or path.is_file():
             path.unlink()
@@ -160,7 +160,7 @@ class _Tree:
     def hardlink(self, name: str, existing: str) -> None:
         path, source = self._path(name), self._path(existing)
         if source.is_symlink():
-            raise CompatError(f"archive hard link {name!r} -> {existing!r} names a symlink")
+            raise SysrootError(f"archive hard link {name!r} -> {existing!r} names a symlink")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink() or path.exists():
             path.unlink()
@@ -184,7 +184,7 @@ def _unpack_rpm(path: Path, tree: _Tree, label: str) -> None:
     except CompatError:
         raise
     except Exception as exc:  # rpmfile raises bare Exceptions, lzma/zstd their own
-        raise CompatError(f"{label}: cannot unpack RPM: {exc}") from None
+        raise SysrootError(f"{label}: cannot unpack RPM: {exc}") from None
 
 
 def _unpack_cpio(data: IO[bytes], tree: _Tree, label: str) -> None:
@@ -197,7 +197,7 @@ def _unpack_cpio(data: IO[bytes], tree: _Tree, label: str) -> None:
         nonlocal offset
         chunk = data.read(n)
         if len(chunk) != n:
-            raise CompatError(f"{label}: truncated cpio payload")
+            raise SysrootError(f"{label}: truncated cpio payload")
         offset += n
         return chunk
 
@@ -207,7 +207,7 @@ def _unpack_cpio(data: IO[bytes], tree: _Tree, label: str) -> None:
     while True:
         header = read(110)
         if header[:6] not in (b"070701", b"070702"):
-            raise CompatError(f"{label}: not a newc cpio payload")
+            raise SysrootError(f"{label}: not a newc cpio payload")
         f = [int(header[6 + 8 * i: 14 + 8 * i], 16) for i in range(13)]
         ino, mode, nlink, size, namesize = f[0], f[1], f[4], f[6], f[11]
         name = read(namesize)[:-1].decode("utf-8", "surrogateescape")
@@ -240,10 +240,10 @@ def _unpack_cpio(data: IO[bytes], tree: _Tree, label: str) -> None:
 def _ar_members(f: IO[bytes], label: str) -> Iterator[tuple[str, int]]:
     """(name, size) of each member of an ar archive, leaving ``f`` at its data."""
     if f.read(8) != b"!<arch>\n":
-        raise CompatError(f"{label}: not a .deb (ar) archive")
+        raise SysrootError(f"{label}: not a .deb (ar) archive")
     while header := f.read(60):
         if len(header) < 60 or header[58:60] != b"`\n":
-            raise CompatError(f"{label}: truncated or corrupt ar header")
+            raise SysrootError(f"{label}: truncated or corrupt ar header")
         name = header[0:16].decode("ascii", "replace").strip().rstrip("/")
         size = int(header[48:58].decode("ascii").strip())
         start = f.tell()
@@ -258,14 +258,14 @@ def _unpack_deb(path: Path, tree: _Tree) -> None:
                 if not name.startswith("data.tar"):
                     continue
                 if name.endswith(".zst"):
-                    raise CompatError(f"{path.name}: data.tar.zst is not supported; use dpkg-deb")
+                    raise SysrootError(f"{path.name}: data.tar.zst is not supported; use dpkg-deb")
                 payload = io.BytesIO(f.read(size))
                 with tarfile.open(fileobj=payload, mode="r:*") as tar:
                     _unpack_tar(tar, tree)
                 return
     except (OSError, tarfile.TarError, ValueError) as exc:
-        raise CompatError(f"{path.name}: cannot unpack .deb: {exc}") from None
-    raise CompatError(f"{path.name}: no data.tar member; not a .deb")
+        raise SysrootError(f"{path.name}: cannot unpack .deb: {exc}") from None
+    raise SysrootError(f"{path.name}: no data.tar member; not a .deb")
 
 
 def _unpack_tar(tar: tarfile.TarFile, tree: _Tree) -> None:

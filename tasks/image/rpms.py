@@ -15,8 +15,6 @@ import gzip
 import hashlib
 import io
 import lzma
-import time
-import tomllib
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -26,16 +24,15 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin
 
-import requests
 import tomlkit
 
-from tasks.atomic import write_atomic
-from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch
+from tasks.errors import DockerError, HashMismatch, RpmError
 from tasks.image.docker_client import Docker
 from tasks.image.rpmver import EQ, FLAGS, Dep, Evr, evrcmp, parse_evr, satisfies
 from tasks.image.rpmver import rpmvercmp as rpmvercmp  # re-exported: tests use tasks.image.rpms.rpmvercmp
-from tasks.inputs import lockfile
+from tasks.inputs import http, lockfile
 from tasks.inputs.lockfile import Rpm
+from tasks.inputs.lockwrite import rewrite
 
 PACKAGES = ("coreutils", "gcc", "gcc-c++", "make", "which", "tar", "xz", "gzip", "python",
             "sed", "grep", "gawk", "findutils", "diffutils")
@@ -45,8 +42,6 @@ ARCHIVE_REPOS = (
     "https://archives.fedoraproject.org/pub/archive/fedora/linux/updates/20/x86_64/",
 )
 ARCHES = ("x86_64", "noarch")
-TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
-RETRY_DELAYS = (1.0, 2.0, 4.0)  # sleeps between attempts at one URL
 FetchBytes = Callable[[str], bytes]
 Log = Callable[[str], None]
 INSTALLED_QUERIES: tuple[tuple[str, ...], ...] = (
@@ -60,10 +55,6 @@ _NOISE = ("(contains no files)", "warning:", "error:")
 _XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 _HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256",
            "sha384": "sha384", "sha512": "sha512"}
-
-
-class RpmError(CompatError):
-    """Repository metadata is unusable, or a requirement cannot be met."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,35 +260,13 @@ def resolve(
     return sorted(chosen.values(), key=lambda p: (p.name, p.arch))
 
 
-def http_get(url: str) -> bytes:
-    """GET ``url``; retry 5xx and connection errors with backoff, never a 4xx."""
-    why = ""
-    for delay in (*RETRY_DELAYS, 0.0):
-        try:
-            resp = requests.get(url, timeout=TIMEOUT, headers={
-                "Accept-Encoding": "identity", "User-Agent": "compatbuild"})
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as exc:
-            why = f"cannot fetch {url}: {type(exc).__name__}"
-        except requests.RequestException as exc:
-            raise DownloadError(f"cannot fetch {url}: {exc}") from None
-        else:
-            if resp.status_code == 200:
-                return resp.content
-            why = f"HTTP {resp.status_code} {resp.reason} for {url}"
-            if resp.status_code < 500:
-                raise DownloadError(why)
-        time.sleep(delay)
-    raise DownloadError(f"{why} (gave up after {len(RETRY_DELAYS) + 1} attempts)")
-
-
 def refresh(
     lock_path: Path,
     *,
     repos: Sequence[str] = ARCHIVE_REPOS,
     packages: Sequence[str] = PACKAGES + SYSROOT_PACKAGES,
     installed: Iterable[str],
-    fetch_bytes: FetchBytes = http_get,
+    fetch_bytes: FetchBytes = http.get_bytes,
     log: Log = print,
     sysroot: Sequence[str] = SYSROOT_PACKAGES,
 ) -> list[Rpm]:
@@ -314,21 +283,20 @@ def refresh(
             raise RpmError(f"{p.nevra}: the repository lists only a {p.checksum_type} checksum, "
                            "and the lockfile pins sha256")
     pins = [Rpm(p.name, p.url, p.checksum) for p in chosen]
-    doc = tomlkit.parse(lock_path.read_text(encoding="utf-8"))
-    aot = tomlkit.aot()
-    for p, pin in zip(chosen, pins, strict=True):
-        t = tomlkit.table()
-        t.update({"name": pin.name, "url": pin.url, "sha256": pin.sha256})
-        t.comment(f"{p.nevra}, {p.size / 1e6:.1f} MB")
-        aot.append(t)
-    if pins:
-        doc["rpm"] = aot
-    elif "rpm" in doc:
-        del doc["rpm"]
-    text = tomlkit.dumps(doc)
-    lockfile.parse(tomllib.loads(text), lock_path)  # never write a lockfile load() rejects
-    if text != lock_path.read_text(encoding="utf-8"):
-        write_atomic(lock_path, text.encode())
+
+    def edit(doc: tomlkit.TOMLDocument) -> None:
+        aot = tomlkit.aot()
+        for p, pin in zip(chosen, pins, strict=True):
+            t = tomlkit.table()
+            t.update({"name": pin.name, "url": pin.url, "sha256": pin.sha256})
+            t.comment(f"{p.nevra}, {p.size / 1e6:.1f} MB")
+            aot.append(t)
+        if pins:
+            doc["rpm"] = aot
+        elif "rpm" in doc:
+            del doc["rpm"]
+
+    rewrite(lock_path, edit)  # under the lockfile's lock; comments and mode kept
     log(f"Pinned {len(pins)} Fedora 20 packages ({sum(p.size for p in chosen) / 1e6:.1f} MB)")
     return pins
 

@@ -1,8 +1,9 @@
 """``invoke lock``: write new pins into the lockfile, keeping its comments and layout.
 
-Two edits, both made with tomlkit and written atomically, and both only after a signature
-check: recording the sha256 of a key file on its first verified use, and moving the Rust
-pin to another release from its signed channel manifest.
+Two edits, both only after a signature check and both written by
+:func:`tasks.inputs.lockwrite.rewrite` (under the lockfile's lock, comments and mode kept):
+recording the sha256 of a key file on its first verified use, and moving the Rust pin to
+another release from its signed channel manifest.
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import tomlkit
 from tomlkit.items import Item, Table
 
-from tasks.atomic import write_atomic
-from tasks.errors import CompatError, HashMismatch, LockfileError
-from tasks.inputs.lockfile import Artifact, Lockfile, load, parse, url_basename
-from tasks.inputs.verify import NotDownloaded, check_signature, key_file, verify_artifact
+from tasks.errors import HashMismatch, NotDownloaded, PinError
+from tasks.inputs.lockfile import Artifact, Lockfile, load, url_basename
+from tasks.inputs.lockwrite import rewrite
+from tasks.inputs.verify import check_signature, key_file, verify_artifact
 from tasks.store import Store, sha256_file
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -53,7 +53,7 @@ def record_unpinned(lock_path: Path, store: Store, log: Log = print) -> list[str
             if table.get("name") in found and not table.get("sha256"):
                 _set(table, "sha256", found[str(table["name"])], after="url")
 
-    _rewrite(lock_path, store, edit)
+    rewrite(lock_path, edit)
     for name, sha in found.items():
         log(f"Recorded sha256 of key '{name}' (first verified fetch): {sha}")
     return list(found)
@@ -65,7 +65,7 @@ def refresh_rust(lock_path: Path, store: Store, *, version: str, fetch: Callable
                  log: Log = print) -> str:
     """Pin artifact 'rust' to ``version`` from its signed channel manifest; return the sha256."""
     if not _VERSION.match(version):
-        raise CompatError(f"not a Rust version or channel: {version!r}")
+        raise PinError(f"not a Rust version or channel: {version!r}")
     lock = load(lock_path)
     key, artifact = lock.key("rust"), lock.artifact("rust")
     key_path = _rust_key(lock, store, fetch)
@@ -92,7 +92,7 @@ def refresh_rust(lock_path: Path, store: Store, *, version: str, fetch: Callable
                 if "alt_urls" in table:
                     del table["alt_urls"]  # they named the old release
 
-    _rewrite(lock_path, store, edit)
+    rewrite(lock_path, edit)
     extra = f"; {note}" if note else ""
     log(f"Pinned artifact 'rust' to {name} (signature by {fpr}{extra}):")
     for k in changed:
@@ -127,13 +127,13 @@ def _target(manifest: Path, name: str, triple: str) -> dict[str, str]:
         data = tomllib.loads(manifest.read_text(encoding="utf-8"))
         pkg = data["pkg"]["rust"]["target"][triple]
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise CompatError(f"{name}: no [pkg.rust.target.{triple}] ({exc})") from None
+        raise PinError(f"{name}: no [pkg.rust.target.{triple}] ({exc})") from None
     if not isinstance(pkg, dict) or pkg.get("available") is not True:
-        raise CompatError(f"{name}: rust is not available for {triple}")
+        raise PinError(f"{name}: rust is not available for {triple}")
     for url_key, hash_key in (("url", "hash"), ("xz_url", "xz_hash")):
         if url_key == "url" or url_key in pkg:
             if not isinstance(pkg.get(url_key), str) or not _HEX64.match(str(pkg.get(hash_key))):
-                raise CompatError(f"{name}: [pkg.rust.target.{triple}] has no valid "
+                raise PinError(f"{name}: [pkg.rust.target.{triple}] has no valid "
                                   f"{url_key}/{hash_key}")
     return {"url": pkg["url"], "hash": pkg["hash"]}
 
@@ -156,17 +156,3 @@ def _set(table: Table, key: str, value: str, *, after: str) -> None:
         table.value._insert_after(after, key, new)
     else:
         table[key] = new
-
-
-def _rewrite(lock_path: Path, store: Store, edit: Callable[[tomlkit.TOMLDocument], None]) -> None:
-    """Re-read the lockfile under a lock, edit it, validate the result, replace it atomically."""
-    with store.lock(f"lockfile {lock_path.resolve()}"):
-        doc = tomlkit.parse(lock_path.read_text(encoding="utf-8"))
-        edit(doc)
-        text = tomlkit.dumps(doc)
-        data: dict[str, Any] = tomllib.loads(text)
-        try:
-            parse(data, lock_path)
-        except LockfileError as exc:
-            raise LockfileError(f"refusing to write {lock_path.name}: {exc}") from None
-        write_atomic(lock_path, text.encode("utf-8"))

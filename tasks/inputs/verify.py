@@ -26,17 +26,13 @@ from typing import Any
 import gnupg
 
 from tasks.atomic import write_atomic
-from tasks.errors import CompatError, DownloadError, HashMismatch, SignatureError
+from tasks.errors import CompatError, HashMismatch, NotDownloaded, SignatureError, ToolError
 from tasks.inputs.lockfile import Artifact, Key, Lockfile, url_basename
 from tasks.store import Store, sha256_file
 
 STAMP_VERSION = 1
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+?)\r?$")
 _VERDICTS = {"GOODSIG", "EXPKEYSIG", "REVKEYSIG", "BADSIG", "EXPSIG", "ERRSIG"}
-
-
-class NotDownloaded(DownloadError):
-    """A file the lockfile names is not in the cache yet."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +44,11 @@ class Verified:
     method: str
     cached: bool
     note: str = ""
+
+    @property
+    def action(self) -> str:
+        """What was done: "verified" now, or "cached" (a stamp from an earlier run vouched)."""
+        return "cached" if self.cached else "verified"
 
 
 @dataclass
@@ -87,7 +88,7 @@ def check_signature(signature: Path, data: Path, key_files: Sequence[Path],
         try:
             gpg = gnupg.GPG(gnupghome=home, options=["--no-autostart"])
         except (OSError, ValueError) as exc:
-            raise CompatError(f"cannot run gpg: {exc}") from None
+            raise ToolError(f"cannot run gpg: {exc}") from None
         for path in key_files:
             if not gpg.import_keys_file(str(path)).fingerprints:
                 raise SignatureError(f"{what}: key file {keys_label} holds no OpenPGP key")
@@ -320,10 +321,11 @@ def _read_stamp(stamp: Path, material: dict[str, Any]) -> tuple[str, str] | None
 
 
 def verify_all(lock: Lockfile, store: Store, *, only: str | None = None,
-               log: Callable[[str], None] = print, idle_summary: bool = True) -> list[Verified]:
-    """Verify every artifact (or only one); raise the first failure, counting the others.
+               log: Callable[[str], None] = print) -> list[Verified]:
+    """Verify every artifact (or only one); return each result, or raise the first failure.
 
-    ``idle_summary=False`` leaves the summary out when every result came from a stamp.
+    Logs "Verified ..." for each artifact checked now, nothing for one a stamp vouches for;
+    each failure but the first (which is raised, counting the others) as "Also failed: ...".
     """
     artifacts = [lock.artifact(only)] if only else list(lock.artifacts)
     done: list[Verified] = []
@@ -344,8 +346,11 @@ def verify_all(lock: Lockfile, store: Store, *, only: str | None = None,
         if len(failures) == 1:
             raise first
         raise type(first)(f"{first} (and {len(failures) - 1} more)") from first
-    fresh = sum(not v.cached for v in done)
-    noun = "artifact" if len(done) == 1 else "artifacts"
-    if fresh or idle_summary:
-        log(f"{len(done)} {noun} verified ({fresh} fresh, {len(done) - fresh} cached)")
     return done
+
+
+def summary(verified: Sequence[Verified]) -> str:
+    """One line for a task to print: "5 artifacts verified (1 fresh, 4 cached)"."""
+    fresh = sum(v.action == "verified" for v in verified)
+    noun = "artifact" if len(verified) == 1 else "artifacts"
+    return f"{len(verified)} {noun} verified ({fresh} fresh, {len(verified) - fresh} cached)"
