@@ -77,3 +77,9 @@ class OutputError(CompatError):
     """An output path is unusable: it exists and compatbuild did not make it, or cannot be written."""
 
     exit_code = 12
+
+
+class ProfileError(CompatError):
+    """A test-profile input could not be made (missing tool, failed debootstrap, bad toolchain)."""
+
+    exit_code = 20

@@ -69,7 +69,7 @@ def profile_cache() -> Path:
 def profile(tmp_path_factory: pytest.TempPathFactory, profile_cache: Path, docker_client: Docker) -> Path:
     """Root of a prepared profile: ``inputs/`` and ``rsrc.lock.toml``; builds the base image."""
     root = tmp_path_factory.mktemp("profile")
-    tp.prepare_profile(root, cache=profile_cache)
+    tp.prepare_profile(root, cache=profile_cache, store=Store(profile_cache / "store"), dk=docker_client)
     return root
 
 
