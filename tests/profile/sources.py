@@ -65,7 +65,7 @@ def fetch(resource: Resource, store: Store) -> Path:
 
 def text(rel: str) -> str:
     """The text of ``files/<rel>``, one of the scripts or CMake files the profile packs."""
-    return (FILES / rel).read_text()
+    return (FILES / rel).read_text(encoding="utf-8")
 
 
 def tree(rel: str) -> dict[str, bytes]:
