@@ -123,3 +123,9 @@ class FixupError(CompatError):
     """The weak-version fix-up cannot edit a file: not an x86_64 ELF shared object, or unreadable."""
 
     exit_code = 19
+
+
+class ProfileError(CompatError):
+    """A test-profile input could not be made (missing tool, failed debootstrap, bad toolchain)."""
+
+    exit_code = 20

@@ -4,7 +4,9 @@ The test profile (``tests.profile``) is a local, offline stand-in for the upstre
 inputs: a Debian bullseye (glibc 2.31) base image made with debootstrap + docker import,
 and inputs of the same form as upstream's. The same stage Dockerfiles run on it for real.
 Its slow parts (debootstrap, packing the Rust toolchain, the image stages) are cached
-under ``COMPATBUILD_TEST_CACHE`` (default ``~/.cache/compatbuild-test``), so they are paid
+under ``tests.profile.default_cache_dir()`` (``COMPATBUILD_TESTPROFILE_CACHE``, else
+``$COMPATBUILD_CACHE/testprofile``, else ``~/.cache/compatbuild/testprofile``), whose
+``store/`` holds the profile's downloads and the pipeline's inputs alike, so they are paid
 once per machine; CI pays them once per run.
 
 Tests that need Docker never skip: without a daemon they fail, saying why.
@@ -76,7 +78,7 @@ def profile_cache() -> Path:
 def profile(tmp_path_factory: pytest.TempPathFactory, profile_cache: Path, docker_client: Docker) -> Path:
     """Root of a prepared profile: ``inputs/`` and ``rsrc.lock.toml``; builds the base image."""
     root = tmp_path_factory.mktemp("profile")
-    tp.prepare_profile(root, cache=profile_cache)
+    tp.prepare_profile(root, cache=profile_cache, store=Store(profile_cache / "store"), dk=docker_client)
     return root
 
 

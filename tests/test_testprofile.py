@@ -1,12 +1,14 @@
 """The test profile's inputs work for real in a container of its base image.
 
 Needs a running Docker daemon, root (debootstrap), deb.debian.org and PyPI on first run;
-later runs reuse the image and the cache (``COMPATBUILD_TESTPROFILE_CACHE``).
+later runs reuse the image, the cache (``COMPATBUILD_TESTPROFILE_CACHE``) and its store.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import io
 import tarfile
 import tomllib
 from pathlib import Path
@@ -14,10 +16,14 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tasks.errors import HashMismatch
+from tasks import errors
+from tasks.errors import DockerError, HashMismatch, ProfileError
 from tasks.image.docker_client import Docker
 from tasks.inputs import lockfile
+from tasks.inputs.lockfile import Resource
+from tasks.store import Store
 from tests import profile as tp
+from tests.profile import base
 
 pytestmark = pytest.mark.docker
 
@@ -31,6 +37,12 @@ RUST_COMPONENTS_ARG = "rustc,cargo,rust-std-x86_64-unknown-linux-gnu"
 @pytest.fixture(scope="session")
 def inputs(profile: Path) -> Path:
     return profile / "inputs"
+
+
+@pytest.fixture(scope="session")
+def profile_store(profile: Path, profile_cache: Path) -> Store:
+    """The store the profile fetched its downloads into (conftest's default)."""
+    return Store(profile_cache / "store")
 
 
 @pytest.fixture(scope="session")
@@ -141,23 +153,114 @@ def test_rust_installer_has_the_combined_installer_layout_without_docs(inputs: P
 
 
 def test_fixture_tarballs_are_byte_for_byte_reproducible(
-    tmp_path: Path, inputs: Path, profile_cache: Path
+    tmp_path: Path, inputs: Path, profile_store: Store
 ) -> None:
-    again = [*tp.make_llvm_tarballs(tmp_path), tp.make_make_tarball(tmp_path, profile_cache / "downloads")]
+    again = [
+        *tp.make_llvm_tarballs(tmp_path),
+        tp.make_make_tarball(tmp_path, profile_store),
+        tp.make_cmake_tarball(tmp_path, profile_store),
+    ]
     for path in again:
         assert path.read_bytes() == (inputs / path.name).read_bytes(), path.name
     first = tp.make_small_rust_installer(tmp_path / "a", "1.83.0")
     assert first.read_bytes() == tp.make_small_rust_installer(tmp_path / "b", "1.83.0").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a", "b", *(p.name for p in again)])
 
 
-def test_fetch_removes_a_download_whose_sha256_differs(tmp_path: Path) -> None:
+def test_llvm_stand_ins_pack_exactly_the_files_under_files(inputs: Path) -> None:
+    for name in tp.LLVM_TREES:
+        top = f"{name}-{tp.LLVM_VERSION}.src"
+        with tarfile.open(inputs / f"{top}.tar.xz") as tar:
+            packed = {}
+            for m in tar.getmembers():
+                if m.isfile():
+                    f = tar.extractfile(m)
+                    assert f is not None and m.mode == 0o644
+                    packed[m.name.removeprefix(f"{top}/")] = f.read()
+        assert packed == tp.tree(name) and "CMakeLists.txt" in packed, name
+
+
+def test_installers_carry_the_scripts_under_files(inputs: Path, tmp_path: Path) -> None:
+    [tarball] = inputs.glob("rust-*-x86_64-unknown-linux-gnu.tar.gz")
+    small = tp.make_small_rust_installer(tmp_path, "1.99.0")
+    for path in (tarball, small):
+        top = path.name.removesuffix(".tar.gz")
+        with tarfile.open(path) as tar:
+            f = tar.extractfile(f"{top}/install.sh")
+            assert f is not None and f.read() == (tp.FILES / "rust" / "install.sh").read_bytes()
+    with tarfile.open(small) as tar:
+        f = tar.extractfile("rust-1.99.0-x86_64-unknown-linux-gnu/rustc/bin/rustc")
+        assert f is not None
+        assert f.read().decode() == tp.text("rust/stub.sh").replace("@TOOL@", "rustc").replace("@VERSION@", "1.99.0")
+    assert tp.stub_script("cargo", "1.99.0").splitlines()[-1] == 'echo "cargo 1.99.0 (compatbuild test profile stub)"'
+
+
+def test_profile_downloads_are_store_entries_under_their_pins_and_cached_silently(
+    profile_store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for resource in (tp.MAKE_ORIG, tp.MAKE_DEBIAN, tp.CMAKE_WHEEL):
+        assert resource.sha256 is not None
+        assert tp.fetch(resource, profile_store) == profile_store.path(resource.sha256)
+        assert hashlib.sha256(profile_store.path(resource.sha256).read_bytes()).hexdigest() == resource.sha256
+    assert capsys.readouterr().out == ""
+
+
+def test_profile_fetch_quarantines_a_download_whose_sha256_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     payload = tmp_path / "payload.tar.xz"
     payload.write_bytes(b"not what was pinned")
-    source = tp.Source(payload.as_uri(), "0" * 64)
-    with pytest.raises(HashMismatch, match="expected sha256 0000"):
-        tp.fetch(source, tmp_path / "cache")
-    left = {p.name for p in (tmp_path / "cache").iterdir()}
-    assert "payload.tar.xz" not in left and "payload.tar.xz.part" not in left
+    store = Store(tmp_path / "cache")
+    resource = Resource("test profile payload", payload.as_uri(), payload.name, "0" * 64)
+    with pytest.raises(HashMismatch, match="expected 0{64}, got"):
+        tp.fetch(resource, store)
+    assert "Downloading test profile payload" in capsys.readouterr().out
+    assert not [p for p in (store.root / "sha256").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in (store.root / "quarantine").iterdir()] == [b"not what was pinned"]
+    assert not list((store.root / "partial").iterdir())
+
+
+def test_a_missing_debootstrap_is_one_profile_error_with_its_own_exit_code(
+    docker_client: Docker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base.shutil, "which", lambda *_a, **_k: None)
+    tag = "compatbuild-test/never-built:no-debootstrap"
+    with pytest.raises(ProfileError) as caught:
+        tp.build_base_image(tag=tag, workdir=tmp_path, dk=docker_client)
+    assert str(caught.value) == "debootstrap not found; install it (apt-get install debootstrap)"
+    others = {
+        cls.exit_code
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.CompatError) and cls is not ProfileError
+    }
+    assert ProfileError.exit_code not in others
+    assert tp.image_id(docker_client, tag) is None
+    assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
+
+
+def test_import_image_makes_a_tagged_image_with_the_changes_applied(docker_client: Docker, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        info = tarfile.TarInfo("etc/compatbuild-profile")
+        data = b"imported\n"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    tag = "compatbuild-test/import-check:latest"
+    try:
+        image_id = docker_client.import_image(
+            rootfs, tag, changes=["ENV PROFILE_CHECK=yes", "LABEL org.compatbuild.testprofile.check=1"]
+        )
+        image = docker_client.image(tag)
+        assert image is not None and image.id == image_id
+        assert "PROFILE_CHECK=yes" in image.attrs["Config"]["Env"]
+        assert image.labels["org.compatbuild.testprofile.check"] == "1"
+        garbage = tmp_path / "garbage.tar"
+        garbage.write_bytes(b"this is not a tar archive" * 100)
+        with pytest.raises(DockerError, match=r"^docker: cannot import .*garbage.tar as "):
+            docker_client.import_image(garbage, "compatbuild-test/import-garbage:latest")
+    finally:
+        docker_client.remove_image(tag)
+        docker_client.remove_image("compatbuild-test/import-garbage:latest")
 
 
 # ------------------------------------------------------------------ inputs working in the base image

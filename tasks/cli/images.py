@@ -95,7 +95,8 @@ def test_profile_(c: Context, root: str = "") -> None:
 
     s = settings(c)
     where = Path(root).resolve() if root else s.cache / "test-profile"
-    lock_path = profile.prepare_profile(where, cache=s.cache / "testprofile")
+    # Downloads go to the pipeline's own store; the debootstrap tarball and Rust packs beside it.
+    lock_path = profile.prepare_profile(where, cache=s.cache / "testprofile", store=Store(s.cache))
     print(f"Test profile ready: use --lock {lock_path}")
 
 

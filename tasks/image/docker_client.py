@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 import docker.client
@@ -49,6 +50,25 @@ class Docker:
             return self.client.images.pull(ref)
         except docker.errors.APIError as exc:
             raise DockerError(f"docker: cannot pull {ref}: {_why(exc)}") from None
+
+    def import_image(self, rootfs_tar: Path, ref: str, *, changes: Sequence[str] = ()) -> str:
+        """``docker import``: make image ``ref`` from a root filesystem tarball; return its id.
+
+        ``changes`` are Dockerfile instructions applied to it (``ENV``, ``CMD``, ``LABEL``).
+        """
+        repo, _, tag = ref.rpartition(":")
+        if not repo or "/" in tag:
+            repo, tag = ref, "latest"
+        try:
+            self.client.api.import_image(src=str(rootfs_tar), repository=repo, tag=tag, changes=list(changes))
+        except docker.errors.APIError as exc:
+            raise DockerError(f"docker: cannot import {rootfs_tar} as {ref}: {_why(exc)}") from None
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"docker: cannot import {rootfs_tar} as {ref}: {exc}") from None
+        image = self.image(ref)
+        if image is None:
+            raise DockerError(f"docker: importing {rootfs_tar} reported success but {ref} does not exist")
+        return str(image.id)
 
     def images(self, label: str) -> list[Image]:
         try:

@@ -7,10 +7,18 @@ image made with debootstrap, GNU make 4.4.1 from Debian's make-dfsg source, CMak
 from its PyPI wheel, small CMake trees named like LLVM 5.0.2, and a Rust installer packed
 from the local rustup toolchain. The same stage Dockerfiles then run on them for real.
 
-One job per submodule: :mod:`.base` (debootstrap and ``docker import``), :mod:`.sources`
-(pinned downloads, the reproducible :class:`Tar` writer), :mod:`.fixtures` (make, cmake and
-llvm tarballs), :mod:`.rust` (Rust installers) and :mod:`.profile` (the whole profile and
-its lockfile). Every public name is re-exported here: ``from tasks import testprofile``.
+It is test support, not a pipeline step: ``tests/conftest.py`` and the ``test-profile``
+task import it. It makes nothing with mechanisms of its own: downloads go through
+:func:`tasks.inputs.download.fetch` into a :class:`tasks.store.Store`, Docker through
+:mod:`tasks.image.docker_client`, every output through :mod:`tasks.atomic`, and its errors
+are :class:`tasks.errors.ProfileError`. The shell scripts and CMake trees it packs are real
+files under ``files/``.
+
+One job per submodule: :mod:`.base` (debootstrap and import), :mod:`.sources` (pinned
+downloads, the texts in ``files/``, the reproducible :class:`Tar` writer), :mod:`.fixtures`
+(make, cmake and llvm tarballs), :mod:`.rust` (Rust installers) and :mod:`.profile` (the
+whole profile and its lockfile). Every public name is re-exported here:
+``from tests import profile as tp``.
 """
 
 from __future__ import annotations
@@ -25,11 +33,8 @@ from tests.profile.base import (
     image_id,
 )
 from tests.profile.fixtures import (
-    CFE_TREE,
-    LLD_TREE,
-    LLVM_TREE,
+    LLVM_TREES,
     LLVM_VERSION,
-    MAKE_DOC_MAKEFILE_IN,
     make_cmake_tarball,
     make_llvm_tarballs,
     make_make_tarball,
@@ -43,62 +48,55 @@ from tests.profile.profile import (
 )
 from tests.profile.rust import (
     DEFAULT_TOOLCHAIN,
-    INSTALL_SH,
     RUST_COMPONENTS,
     RUST_TARGET,
-    STUB_SCRIPT,
+    install_sh,
     make_rust_installer,
     make_small_rust_installer,
     rust_manifest,
     rustc_version,
+    stub_script,
 )
 from tests.profile.sources import (
     CMAKE_VERSION,
     CMAKE_WHEEL,
     DEBIAN_MIRROR,
+    FILES,
     MAKE_DEBIAN,
     MAKE_ORIG,
     MAKE_VERSION,
-    ProfileError,
-    Source,
     Tar,
-    cmake_wheel,
     fetch,
-    sha256_file,
+    text,
+    tree,
 )
 
 __all__ = [
     "BASE_PACKAGES",
     "BASE_TAG",
-    "CFE_TREE",
     "CMAKE_VERSION",
     "CMAKE_WHEEL",
     "DEBIAN_MIRROR",
     "DEFAULT_TOOLCHAIN",
+    "FILES",
     "IMAGE_PATH",
-    "INSTALL_SH",
-    "LLD_TREE",
     "LLVM_PACKAGES",
-    "LLVM_TREE",
+    "LLVM_TREES",
     "LLVM_VERSION",
     "MAKE_DEBIAN",
-    "MAKE_DOC_MAKEFILE_IN",
     "MAKE_ORIG",
     "MAKE_VERSION",
-    "ProfileError",
     "RUST_COMPONENTS",
     "RUST_TARGET",
-    "STUB_SCRIPT",
-    "Source",
     "TARGET_GLIBC",
     "TARGET_NAME",
     "Tar",
     "base_packages",
     "build_base_image",
-    "cmake_wheel",
     "default_cache_dir",
     "fetch",
     "image_id",
+    "install_sh",
     "make_cmake_tarball",
     "make_llvm_tarballs",
     "make_make_tarball",
@@ -107,6 +105,8 @@ __all__ = [
     "prepare_profile",
     "rust_manifest",
     "rustc_version",
-    "sha256_file",
+    "stub_script",
+    "text",
+    "tree",
     "write_lockfile",
 ]

@@ -1,25 +1,24 @@
 """Test-profile base image: Debian bullseye (glibc 2.31) from debootstrap, imported into Docker.
 
 :func:`build_base_image` debootstraps a minbase root filesystem with a C/C++ toolchain (and
-clang-11/lld-11 for the llvm stage), slims it, caches it as a tarball and ``docker import``s
-it with the image's PATH and a label keyed by its inputs. It does nothing when the tag exists.
+clang-11/lld-11 for the llvm stage), slims it, caches it as a tarball (written through
+:func:`tasks.atomic.ensure_file`) and imports it with
+:meth:`tasks.image.docker_client.Docker.import_image`, with the image's PATH and a label
+keyed by its inputs. It does nothing, silently, when the tag exists.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-import docker.errors
-from filelock import FileLock
-
-from tasks.errors import DockerError
+from tasks.atomic import ensure_file, lock_for
+from tasks.errors import ProfileError
 from tasks.image.docker_client import Docker, connect
-from tests.profile.sources import DEBIAN_MIRROR, ProfileError
+from tests.profile.sources import DEBIAN_MIRROR
 
 BASE_TAG = "compatbuild-test/bullseye:base"
 BASE_PACKAGES = ("gcc", "g++", "libc6-dev", "make", "tar", "gzip", "xz-utils", "ca-certificates")
@@ -44,26 +43,24 @@ def build_base_image(
     suite: str = "bullseye",
     mirror: str = DEBIAN_MIRROR,
     with_llvm: bool = True,
+    dk: Docker | None = None,
 ) -> str:
     """Import a debootstrapped Debian ``suite`` as image ``tag``; return its id (sha256:...).
 
     Does nothing when ``tag`` exists. The root filesystem tarball is cached in ``workdir``,
     so a rebuild after ``docker rmi`` only re-imports it. ``with_llvm`` adds clang-11 and
     lld-11, which the test profile's llvm stage installs as clang, clang++ and ld.lld.
+    ``dk`` defaults to a new :func:`~tasks.image.docker_client.connect`.
     """
-    dk = connect()
+    dk = dk or connect()
     if found := image_id(dk, tag):
         return found
     packages = base_packages(with_llvm)
     key = hashlib.sha256("\n".join([suite, mirror, "minbase", *packages]).encode()).hexdigest()[:16]
-    workdir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(workdir / f"{suite}-{key}.lock")):
+    with lock_for(workdir / f"{suite}-{key}.import"):
         if found := image_id(dk, tag):
             return found
         rootfs_tar = _rootfs_tarball(workdir / f"debian-{suite}-{key}.rootfs.tar", suite, mirror, packages)
-        repository, _, name = tag.rpartition(":")
-        if not repository or "/" in name:
-            repository, name = tag, "latest"
         print(f"Importing {rootfs_tar.name} as {tag}")
         changes = [
             f"ENV PATH={IMAGE_PATH}",
@@ -71,53 +68,40 @@ def build_base_image(
             'CMD ["/bin/bash"]',
             f"LABEL org.compatbuild.testprofile.rootfs={key}",
         ]
-        try:
-            dk.client.api.import_image(src=str(rootfs_tar), repository=repository, tag=name, changes=changes)
-        except docker.errors.DockerException as exc:
-            raise DockerError(f"docker import of {rootfs_tar} as {tag} failed: {exc}") from exc
-        found = image_id(dk, tag)
-        if found is None:
-            raise DockerError(f"docker import reported success but {tag} does not exist")
-        return found
+        return dk.import_image(rootfs_tar, tag, changes=changes)
 
 
 def _rootfs_tarball(dest: Path, suite: str, mirror: str, packages: tuple[str, ...]) -> Path:
-    if dest.exists():
+    if dest.is_file():
         print(f"Using cached {dest}")
         return dest
     debootstrap = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
     if debootstrap is None:
         raise ProfileError("debootstrap not found; install it (apt-get install debootstrap)")
-    rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=dest.parent))
-    part = dest.with_name(dest.name + ".part")
     log = dest.with_suffix(".debootstrap.log")
-    try:
-        print(f"Bootstrapping Debian {suite} with {', '.join(packages)}")
-        with log.open("wb") as out:
-            done = subprocess.run(
-                [
-                    debootstrap,
-                    "--variant=minbase",
-                    f"--include={','.join(packages)}",
-                    suite,
-                    str(rootfs),
-                    mirror,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        if done.returncode != 0:
-            raise ProfileError(f"debootstrap {suite} failed (exit {done.returncode}); see {log}")
-        _slim(rootfs)
-        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(part), "."], check=True)
-        os.replace(part, dest)
-    except subprocess.CalledProcessError as exc:
-        raise ProfileError(f"packing the {suite} root filesystem failed: {exc}") from exc
-    finally:
-        part.unlink(missing_ok=True)
-        _unmount_below(rootfs)
-        shutil.rmtree(rootfs, ignore_errors=True)
+
+    def bootstrap(part: Path) -> None:
+        rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=dest.parent))
+        try:
+            print(f"Bootstrapping Debian {suite} with {', '.join(packages)}")
+            with log.open("wb") as out:
+                done = subprocess.run(
+                    [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", suite, str(rootfs), mirror],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            if done.returncode != 0:
+                raise ProfileError(f"debootstrap {suite} failed (exit {done.returncode}); see {log}")
+            _slim(rootfs)
+            subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(part), "."], check=True)
+        except subprocess.CalledProcessError as exc:
+            raise ProfileError(f"packing the {suite} root filesystem failed: {exc}") from exc
+        finally:
+            _unmount_below(rootfs)
+            shutil.rmtree(rootfs, ignore_errors=True)
+
+    ensure_file(dest, bootstrap)
     return dest
 
 

@@ -1,8 +1,10 @@
 """The test profile as a whole: make every input, then write the lockfile that pins them.
 
 :func:`prepare_profile` makes the fixtures, the Rust installer and (optionally) the base
-image, keeping downloads and packs in :func:`default_cache_dir`; :func:`write_lockfile`
-pins them as ``file://`` artifacts and the base image by its local image id.
+image, keeping the debootstrap tarball and Rust packs in :func:`default_cache_dir` and
+downloads in a :class:`~tasks.store.Store` (by default ``<cache>/store``, the one the
+tests' pipeline uses); :func:`write_lockfile` pins them as ``file://`` artifacts and the
+base image by its local image id.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from tasks.atomic import write_atomic
+from tasks.image.docker_client import Docker
+from tasks.store import Store, sha256_file
 from tests.profile.base import BASE_TAG, build_base_image
 from tests.profile.fixtures import make_cmake_tarball, make_llvm_tarballs, make_make_tarball
 from tests.profile.rust import DEFAULT_TOOLCHAIN, make_rust_installer
-from tests.profile.sources import sha256_file
 
 TARGET_NAME = "bullseye-test"
 TARGET_GLIBC = "2.31"
@@ -49,7 +53,7 @@ def write_lockfile(
     A local image has no registry digest, so the base is pinned by its image ``id``.
     """
     lines = [
-        "# compatbuild test profile: offline stand-ins made by tasks/testprofile.py, not upstream.",
+        "# compatbuild test profile: offline stand-ins made by tests/profile, not upstream.",
         "schema = 1",
         "",
         "[target]",
@@ -69,10 +73,7 @@ def write_lockfile(
             f"url = {_toml_str(file.resolve().as_uri())}",
             f"sha256 = {_toml_str(sha256_file(file))}",
         ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.write_text("\n".join(lines) + "\n")
-    os.replace(part, path)
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
     return path
 
 
@@ -83,23 +84,27 @@ def prepare_profile(
     cache: Path | None = None,
     toolchain: Path = DEFAULT_TOOLCHAIN,
     base_tag: str = BASE_TAG,
+    store: Store | None = None,
+    dk: Docker | None = None,
 ) -> Path:
     """Make every test-profile input under ``root/inputs`` and return ``root/rsrc.lock.toml``.
 
-    Downloads, the debootstrap tarball and the packed Rust installer are kept in ``cache``
-    (default :func:`default_cache_dir`). Without the base image the lockfile has no base
-    ``id``, so it does not load until one is added.
+    The debootstrap tarball and the packed Rust installer are kept in ``cache`` (default
+    :func:`default_cache_dir`), downloads in ``store`` (default ``Store(cache / "store")``).
+    Without the base image the lockfile has no base ``id``, so it does not load until one
+    is added.
     """
     cache = cache or default_cache_dir()
+    store = store or Store(cache / "store")
     inputs = root / "inputs"
     llvm, cfe, lld = make_llvm_tarballs(inputs)
     artifacts = [
-        ("make", make_make_tarball(inputs, cache / "downloads")),
-        ("cmake", make_cmake_tarball(inputs, cache / "downloads")),
+        ("make", make_make_tarball(inputs, store)),
+        ("cmake", make_cmake_tarball(inputs, store)),
         ("llvm", llvm),
         ("clang", cfe),
         ("lld", lld),
         ("rust", make_rust_installer(inputs, toolchain=toolchain, cache=cache / "rust")),
     ]
-    base_id = build_base_image(tag=base_tag, workdir=cache / "base") if with_base_image else None
+    base_id = build_base_image(tag=base_tag, workdir=cache / "base", dk=dk) if with_base_image else None
     return write_lockfile(root / "rsrc.lock.toml", base_image=base_tag, base_id=base_id, artifacts=artifacts)

@@ -2,7 +2,8 @@
 
 :func:`make_rust_installer` packs rustc, cargo and rust-std from a local rustup toolchain
 (cached by the toolchain's files); :func:`make_small_rust_installer` writes a tiny one whose
-``rustc`` and ``cargo`` only print a version. Both carry this module's ``install.sh``.
+``rustc`` and ``cargo`` (``files/rust/stub.sh``) only print a version. Both carry the
+profile's own ``files/rust/install.sh``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,23 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from filelock import FileLock
-
-from tests.profile.sources import ProfileError, Tar
+from tasks.atomic import ensure_file, staged
+from tasks.errors import ProfileError
+from tests.profile.sources import Tar, text
 
 RUST_TARGET = "x86_64-unknown-linux-gnu"
 RUST_COMPONENTS = ("rustc", "cargo", f"rust-std-{RUST_TARGET}")
 DEFAULT_TOOLCHAIN = Path.home() / ".rustup" / "toolchains" / f"stable-{RUST_TARGET}"
+
+
+def install_sh() -> str:
+    """The installer script every profile Rust installer carries (``files/rust/install.sh``)."""
+    return text("rust/install.sh")
+
+
+def stub_script(tool: str, version: str) -> str:
+    """A stub ``rustc`` or ``cargo`` that only prints its version (``files/rust/stub.sh``)."""
+    return text("rust/stub.sh").replace("@TOOL@", tool).replace("@VERSION@", version)
 
 
 def rustc_version(toolchain: Path) -> str:
@@ -62,7 +73,7 @@ def rust_manifest(toolchain: Path) -> dict[str, list[tuple[str, str]]]:
 
 def _installer_skeleton(top: str, components: Iterable[str], version_line: str) -> Tar:
     tar = Tar()
-    tar.file(f"{top}/install.sh", INSTALL_SH.encode(), 0o755)
+    tar.file(f"{top}/install.sh", install_sh().encode(), 0o755)
     tar.file(f"{top}/components", "".join(f"{c}\n" for c in components).encode())
     tar.file(f"{top}/rust-installer-version", b"3\n")
     tar.file(f"{top}/version", f"{version_line}\n".encode())
@@ -105,7 +116,7 @@ def make_rust_installer(
         key = hashlib.sha256(
             json.dumps(
                 [
-                    INSTALL_SH,
+                    install_sh(),
                     real,
                     version,
                     level,
@@ -119,34 +130,35 @@ def make_rust_installer(
             ).encode()
         ).hexdigest()[:16]
         cached = cache / key / f"{name}.tar.gz"
-        if cached.exists():
+        if cached.is_file():
             print(f"Using cached {cached}")
-            return _copy_into(cached, dest)
-    print(f"Packing {name}.tar.gz from {toolchain}")
-    tar = _installer_skeleton(name, entries, real)
-    for comp, comp_entries in entries.items():
-        tar.file(f"{name}/{comp}/manifest.in", "".join(f"{k}:{rel}\n" for k, rel in comp_entries).encode())
-        for _, rel in comp_entries:
-            _add_tree(tar, f"{name}/{comp}/{rel}", toolchain / rel)
+            return _link_into(cached, dest)
+
+    def pack(tmp: Path) -> None:
+        print(f"Packing {name}.tar.gz from {toolchain}")
+        tar = _installer_skeleton(name, entries, real)
+        for comp, comp_entries in entries.items():
+            tar.file(f"{name}/{comp}/manifest.in", "".join(f"{k}:{rel}\n" for k, rel in comp_entries).encode())
+            for _, rel in comp_entries:
+                _add_tree(tar, f"{name}/{comp}/{rel}", toolchain / rel)
+        tar.write_into(tmp, compression="gz", level=level)
+
     if cached is None:
-        return tar.write(dest / f"{name}.tar.gz", compression="gz", level=level)
-    with FileLock(str(cached.parent) + ".lock"):
-        if not cached.exists():
-            tar.write(cached, compression="gz", level=level)
-    return _copy_into(cached, dest)
+        with staged(dest / f"{name}.tar.gz") as tmp:
+            pack(tmp)
+        return dest / f"{name}.tar.gz"
+    ensure_file(cached, pack)
+    return _link_into(cached, dest)
 
 
-def _copy_into(src: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    out, part = dest / src.name, dest / (src.name + ".part")
-    try:
+def _link_into(src: Path, dest: Path) -> Path:
+    """``dest/<src.name>``, a hard link to ``src`` where the filesystem allows, else a copy."""
+    out = dest / src.name
+    with staged(out) as tmp:
         try:
-            os.link(src, part)
+            os.link(src, tmp)
         except OSError:
-            shutil.copyfile(src, part)
-        os.replace(part, out)
-    finally:
-        part.unlink(missing_ok=True)
+            shutil.copyfile(src, tmp)
     return out
 
 
@@ -160,8 +172,8 @@ def make_small_rust_installer(dest: Path, version: str) -> Path:
     std = f"rust-std-{RUST_TARGET}"
     tar = _installer_skeleton(name, RUST_COMPONENTS, f"{version} (compatbuild test profile stub)")
     for comp, kind, rel, body in (
-        ("rustc", "file", "bin/rustc", STUB_SCRIPT.format(tool="rustc", version=version)),
-        ("cargo", "file", "bin/cargo", STUB_SCRIPT.format(tool="cargo", version=version)),
+        ("rustc", "file", "bin/rustc", stub_script("rustc", version)),
+        ("cargo", "file", "bin/cargo", stub_script("cargo", version)),
         (std, "dir", f"lib/rustlib/{RUST_TARGET}/lib", "compatbuild test profile: no standard library\n"),
     ):
         tar.file(f"{name}/{comp}/manifest.in", f"{kind}:{rel}\n".encode())
@@ -170,88 +182,3 @@ def make_small_rust_installer(dest: Path, version: str) -> Path:
         else:
             tar.file(f"{name}/{comp}/{rel}/README.compatbuild", body.encode())
     return tar.write(dest / f"{name}.tar.gz", compression="gz", level=9)
-
-
-# ------------------------------------------------------------------ texts of the installers
-
-INSTALL_SH = r"""#!/bin/sh
-# Offline installer of the compatbuild test profile (written for it; not rust-installer's).
-# Reads the layout of Rust's combined installer: the file 'components' names one directory
-# per component, whose manifest.in lists 'file:PATH' and 'dir:PATH' entries to copy under
-# the prefix.
-set -eu
-
-usage() {
-    echo "usage: install.sh [--prefix=DIR] [--components=a,b] [--without=a,b] [--disable-ldconfig]"
-}
-die() {
-    echo "install.sh: error: $*" >&2
-    exit 1
-}
-in_list() {
-    case ",$2," in *",$1,"*) return 0 ;; esac
-    return 1
-}
-
-prefix=/usr/local
-components=
-without=
-ldconfig=yes
-for arg in "$@"; do
-    case "$arg" in
-        --prefix=*) prefix=${arg#--prefix=} ;;
-        --components=*) components=${arg#--components=} ;;
-        --without=*) without=${arg#--without=} ;;
-        --disable-ldconfig) ldconfig=no ;;
-        -h | --help) usage; exit 0 ;;
-        *) usage >&2; die "unknown option: $arg" ;;
-    esac
-done
-[ -n "$prefix" ] || die "--prefix is empty"
-
-src=$(cd "$(dirname "$0")" && pwd)
-available=$(tr '\n' ',' < "$src/components")
-for name in $(echo "$components,$without" | tr ',' ' '); do
-    in_list "$name" "$available" || die "unknown component: $name (this installer has: ${available%,})"
-done
-
-mkdir -p "$prefix/lib/rustlib"
-installed=0
-for comp in $(echo "$available" | tr ',' ' '); do
-    if [ -n "$components" ] && ! in_list "$comp" "$components"; then continue; fi
-    if in_list "$comp" "$without"; then continue; fi
-    echo "install: installing component '$comp'"
-    record="$prefix/lib/rustlib/manifest-$comp"
-    : > "$record"
-    while IFS= read -r entry || [ -n "$entry" ]; do
-        path=${entry#*:}
-        case "$entry" in
-            file:*)
-                mkdir -p "$(dirname "$prefix/$path")"
-                cp -P "$src/$comp/$path" "$prefix/$path"
-                echo "install: $prefix/$path" ;;
-            dir:*)
-                mkdir -p "$prefix/$path"
-                cp -R "$src/$comp/$path/." "$prefix/$path/"
-                echo "install: $prefix/$path/" ;;
-            *) die "bad entry in $comp/manifest.in: $entry" ;;
-        esac
-        echo "$entry" >> "$record"
-    done < "$src/$comp/manifest.in"
-    if ! grep -qx "$comp" "$prefix/lib/rustlib/components" 2>/dev/null; then
-        echo "$comp" >> "$prefix/lib/rustlib/components"
-    fi
-    installed=$((installed + 1))
-done
-[ "$installed" -gt 0 ] || die "no component selected"
-cp "$src/rust-installer-version" "$prefix/lib/rustlib/rust-installer-version"
-if [ "$ldconfig" = yes ] && command -v ldconfig > /dev/null 2>&1; then
-    ldconfig || echo "install.sh: warning: ldconfig failed" >&2
-fi
-echo "install: installed $installed component(s) under $prefix"
-"""
-
-STUB_SCRIPT = """#!/bin/sh
-# compatbuild test profile: a stub {tool}, not a compiler.
-echo "{tool} {version} (compatbuild test profile stub)"
-"""

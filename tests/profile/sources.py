@@ -1,143 +1,77 @@
-"""Test-profile sources: pinned downloads, and a writer of reproducible tarballs.
+"""Test-profile sources: pinned downloads, the texts in ``files/``, and a reproducible tar writer.
 
-:func:`fetch` downloads a :class:`Source` (Debian's make-dfsg tarballs) into a cache,
-checked against its sha256 pin; :func:`cmake_wheel` gets CMake's PyPI wheel with pip, also
-pinned. :class:`Tar` writes entries sorted, owned by root, at fixed mtimes and with a
-name- and time-free gzip header, so a fixture made twice is the same bytes.
-:class:`ProfileError` is the error of the whole test profile.
+The profile's upstream inputs (Debian's make-dfsg tarballs, CMake's PyPI wheel) are
+:class:`~tasks.inputs.lockfile.Resource` values fetched by the pipeline's own
+:func:`tasks.inputs.download.fetch` into a :class:`~tasks.store.Store`: the same
+content-addressed cache, with the pinned sha256 checked while the bytes arrive. The shell
+scripts and CMake trees the profile packs are real files under ``files/`` beside this module
+(:func:`text`). :class:`Tar` writes entries sorted, owned by root, at fixed mtimes and with
+a name- and time-free gzip header, through :func:`tasks.atomic.staged`, so a fixture made
+twice is the same bytes and a half-written one is never seen.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import lzma
 import os
-import subprocess
-import sys
 import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from filelock import FileLock
-
-from tasks.errors import CompatError, DownloadError, HashMismatch
+from tasks.atomic import staged
+from tasks.inputs import download
+from tasks.inputs.lockfile import Resource, url_basename
+from tasks.store import Store
 
 DEBIAN_MIRROR = os.environ.get("COMPATBUILD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 MAKE_VERSION = "4.4.1"
 CMAKE_VERSION = "3.29.3"
+FILES = Path(__file__).resolve().parent / "files"
 
 
-class ProfileError(CompatError):
-    """A test-profile input could not be made (missing tool, failed debootstrap, bad toolchain)."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A file fetched from a reachable mirror, pinned by sha256."""
-
-    url: str
-    sha256: str
-
-    @property
-    def name(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+def _pinned(label: str, url: str, sha256: str) -> Resource:
+    return Resource(f"test profile {label}", url, url_basename(url), sha256)
 
 
 # sha256 values as listed in Debian's make-dfsg_4.4.1-2.dsc (Checksums-Sha256).
-MAKE_ORIG = Source(
+MAKE_ORIG = _pinned(
+    "make source",
     f"{DEBIAN_MIRROR}/pool/main/m/make-dfsg/make-dfsg_4.4.1.orig.tar.xz",
     "3b16b00ea1079af9f8096bbc71ff7cc00c249fc6a862003da3c42308a0adb0fe",
 )
-MAKE_DEBIAN = Source(
+MAKE_DEBIAN = _pinned(
+    "make Debian files",
     f"{DEBIAN_MIRROR}/pool/main/m/make-dfsg/make-dfsg_4.4.1-2.debian.tar.xz",
     "c785b80bd83b8294f104da43aee9573ba3e175e2e9a77ac00a49f0a569d6e061",
 )
-# sha256 of the wheel as served by PyPI (pip download, 2025); PyPI lists the same digest.
-CMAKE_WHEEL = Source(
+# The manylinux2014 wheel as PyPI serves it (URL and sha256 from pip's install report for
+# cmake==3.29.3; PyPI's JSON API lists the same digest).
+CMAKE_WHEEL = _pinned(
+    "cmake wheel",
+    "https://files.pythonhosted.org/packages/0f/6e/aec230302433cf697928be1311d783512dce582e39167c70a7581a21eb77/"
     "cmake-3.29.3-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
     "c84eead2ea6f596fe5ac58beedbfc9bc1f460c410c481348b3783b4794f4b1a2",
 )
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def fetch(resource: Resource, store: Store) -> Path:
+    """The store's copy of ``resource``, downloaded first when absent (says "Downloading" then)."""
+    return download.fetch(resource, store, log=print).path
 
 
-def fetch(source: Source, cache: Path) -> Path:
-    """Return ``cache/<name>``, downloading it if absent; the sha256 must match the pin."""
-    cache.mkdir(parents=True, exist_ok=True)
-    dest = cache / source.name
-    with FileLock(str(dest) + ".lock"):
-        if dest.exists() and sha256_file(dest) == source.sha256:
-            return dest
-        print(f"Downloading {source.url}")
-        part = dest.with_name(dest.name + ".part")
-        digest = hashlib.sha256()
-        try:
-            with urllib.request.urlopen(source.url, timeout=60) as response, part.open("wb") as f:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    digest.update(chunk)
-                    f.write(chunk)
-        except (OSError, urllib.error.URLError) as exc:
-            part.unlink(missing_ok=True)
-            raise DownloadError(f"{source.url}: {exc}") from exc
-        if digest.hexdigest() != source.sha256:
-            part.unlink()
-            raise HashMismatch(
-                f"{source.url}: expected sha256 {source.sha256}, got {digest.hexdigest()}; removed {part}"
-            )
-        os.replace(part, dest)
-    return dest
+def text(rel: str) -> str:
+    """The text of ``files/<rel>``, one of the scripts or CMake files the profile packs."""
+    return (FILES / rel).read_text(encoding="utf-8")
 
 
-def cmake_wheel(cache: Path) -> Path:
-    """The cmake 3.29.3 manylinux2014 wheel from PyPI, cached and checked against its pin."""
-    cache.mkdir(parents=True, exist_ok=True)
-    dest = cache / CMAKE_WHEEL.name
-    with FileLock(str(dest) + ".lock"):
-        if not (dest.exists() and sha256_file(dest) == CMAKE_WHEEL.sha256):
-            print(f"Downloading {CMAKE_WHEEL.name} with pip")
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                done = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "download",
-                        "--quiet",
-                        "--no-deps",
-                        "--only-binary=:all:",
-                        "--platform",
-                        "manylinux2014_x86_64",
-                        "--dest",
-                        tmp,
-                        f"cmake=={CMAKE_VERSION}",
-                    ],
-                    check=False,
-                )
-                got = Path(tmp) / CMAKE_WHEEL.name
-                if done.returncode != 0 or not got.exists():
-                    raise DownloadError(
-                        f"pip download cmake=={CMAKE_VERSION} did not produce {CMAKE_WHEEL.name}"
-                    )
-                if (digest := sha256_file(got)) != CMAKE_WHEEL.sha256:
-                    raise HashMismatch(
-                        f"{got.name}: expected sha256 {CMAKE_WHEEL.sha256}, got {digest}; removed it"
-                    )
-                os.replace(got, dest)
-    return dest
+def tree(rel: str) -> dict[str, bytes]:
+    """Every file under ``files/<rel>``, keyed by its path relative to that folder."""
+    top = FILES / rel
+    return {p.relative_to(top).as_posix(): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()}
 
 
 class Tar:
@@ -168,42 +102,31 @@ class Tar:
         self._entries[info.name] = (info, None)
 
     def write(self, dest: Path, *, compression: Literal["gz", "xz"], level: int) -> Path:
-        """Write the archive to ``dest`` through an adjacent ``.part`` file; return ``dest``."""
+        """Write the archive to ``dest`` atomically (:func:`tasks.atomic.staged`); return ``dest``."""
+        with staged(dest) as tmp:
+            self.write_into(tmp, compression=compression, level=level)
+        return dest
+
+    def write_into(self, path: Path, *, compression: Literal["gz", "xz"], level: int) -> None:
+        """Write the archive to ``path`` as it is (a temporary the caller makes visible)."""
         for name in list(self._entries):
             parent = name.rpartition("/")[0]
             while parent and parent not in self._entries:
                 self.dir(parent)
                 parent = parent.rpartition("/")[0]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        try:
-            with (
-                _compressed(part, compression, level) as out,
-                tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
-            ):
-                for name in sorted(self._entries):
-                    info, data = self._entries[name]
-                    if isinstance(data, Path):
-                        with data.open("rb") as f:
-                            tar.addfile(info, f)
-                    elif data is not None:
-                        tar.addfile(info, _BytesReader(data))
-                    else:
-                        tar.addfile(info)
-            os.replace(part, dest)
-        finally:
-            part.unlink(missing_ok=True)
-        return dest
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._data, self._pos = data, 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size < 0 else self._pos + size
-        chunk, self._pos = self._data[self._pos : end], min(end, len(self._data))
-        return chunk
+        with (
+            _compressed(path, compression, level) as out,
+            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for name in sorted(self._entries):
+                info, data = self._entries[name]
+                if isinstance(data, Path):
+                    with data.open("rb") as f:
+                        tar.addfile(info, f)
+                elif data is not None:
+                    tar.addfile(info, io.BytesIO(data))
+                else:
+                    tar.addfile(info)
 
 
 @contextmanager
