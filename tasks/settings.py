@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "out": str(PROJECT_ROOT / "out"),
     "jobs": None,  # None: DEFAULT_JOBS downloads at once
     "progress": "auto",
+    "target": "",  # empty: the lockfile's default_target
+    "linker": "",  # empty: the lockfile's [build] linker
 }
 KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
@@ -92,6 +94,12 @@ def _text(key: str, value: object) -> str:
     raise ConfigError(f"config compatbuild.{key} must be a path, not {value!r}")
 
 
+def _word(key: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"config compatbuild.{key} must be a name, not {value!r}")
+
+
 def _unknown(key: str, what: str, spell: Callable[[str], str]) -> ConfigError:
     close = difflib.get_close_matches(key, KEYS, n=1)
     hint = f"did you mean {spell(close[0])}?" if close else \
@@ -131,10 +139,14 @@ class Settings:
     jobs: int = DEFAULT_JOBS
     mirrors: Mapping[str, str] = field(default_factory=dict)
     progress: str = "auto"
+    target: str = ""  # a [targets.NAME] of the lockfile; empty: its default_target
+    linker: str = ""  # llvm or rust-lld; empty: the lockfile's [build] linker
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "") -> Settings:
-        """Build from the ``compatbuild`` config mapping; ``lock`` overrides the lockfile.
+    def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "", target: str = "",
+                     linker: str = "") -> Settings:
+        """Build from the ``compatbuild`` config mapping; flags (``lock``, ``target``,
+        ``linker``) override it when given.
 
         Raises ConfigError for an unknown key or an ill-typed value.
         """
@@ -153,6 +165,8 @@ class Settings:
             jobs=DEFAULT_JOBS if jobs is None else parse_jobs(jobs),
             mirrors=_mirrors(merged["mirrors"]),
             progress=str(progress),
+            target=target or _word("target", merged["target"]),
+            linker=linker or _word("linker", merged["linker"]),
         )
 
     def mirror(self, url: str) -> str:

@@ -193,3 +193,39 @@ def test_build_and_audit_json_for_ci(profile_lock: Path, profile_settings, tmp_p
     audit = json.loads(a.stdout)  # defaults to the last build's libraries
     assert a.returncode == 10 and audit["ok"] is False  # bullseye's glibc 2.31 is newer than 2.17
     assert any(s["version"].startswith("GLIBC_2.") for s in audit["libraries"][0]["too_new"])
+
+
+def test_a_flag_given_to_the_next_task_is_warned_about_before_any_work(tmp_path: Path) -> None:
+    """`invoke download verify --lock L` gives --lock to verify only: say so, at once."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    default, other = _file_lock(tmp_path / "a", b"one"), _file_lock(tmp_path / "b", b"two")
+    result = invoke("download", "verify", "--lock", str(other), cache=tmp_path / "cache",
+                    env={"INVOKE_COMPATBUILD_LOCK": str(default)})
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("compatbuild: warning: --lock on this command line belongs to another task")
+    assert str(default) in lines[0]
+    assert any(f"this task uses {other}" in ln and f"used {default}" in ln for ln in lines[1:]), lines
+    # given to each task, nothing is said
+    quiet = invoke("download", "--lock", str(other), "verify", "--lock", str(other), cache=tmp_path / "cache")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "warning" not in quiet.stderr
+
+
+def test_target_and_linker_come_from_config_and_flags(tmp_path: Path) -> None:
+    from tasks.errors import LockfileError
+    from tasks.settings import Settings
+
+    s = Settings.from_mapping({"target": "centos7", "linker": "rust-lld"})
+    assert (s.target, s.linker) == ("centos7", "rust-lld")
+    assert Settings.from_mapping({"target": "centos7"}, target="fedora20").target == "fedora20"
+    from tasks.cli.common import lock_of
+
+    lock = lock_of(Settings.from_mapping({}, target="centos7", linker="rust-lld"))
+    assert (lock.target.name, lock.target.glibc, lock.linker) == ("centos7", "2.17", "rust-lld")
+    with pytest.raises(LockfileError, match="no target 'centos8' \\(targets: fedora20, centos7\\)"):
+        lock_of(Settings.from_mapping({}, target="centos8"))
+    with pytest.raises(LockfileError, match="--linker must be one of llvm, rust-lld, not 'gold'"):
+        lock_of(Settings.from_mapping({}, linker="gold"))
+    bad = invoke("verify", "--target", "centos8", cache=tmp_path / "c")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr

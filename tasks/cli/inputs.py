@@ -8,7 +8,7 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.cli.common import LOCK_HELP, TARGET_HELP, lock_of, reports_errors, settings
 from tasks.inputs import download, lockfile, pins, verify
 from tasks.settings import parse_jobs
 from tasks.store import Store
@@ -19,27 +19,29 @@ from tasks.store import Store
     name="download",
     help={
         "lock": LOCK_HELP,
+        "target": TARGET_HELP + " (whose RPMs to fetch)",
         "only": "fetch just this artifact, key or rpm name",
         "jobs": "downloads at once, 1 or more (default: config compatbuild.jobs, i.e. 4)",
     }
 )
 @reports_errors
-def download_(c: Context, lock: str = "", only: str = "", jobs: str = "") -> None:
+def download_(c: Context, lock: str = "", only: str = "", jobs: str = "", target: str = "") -> None:
     """Fetch every lockfile input into the content-addressed cache (resumable, cached)."""
     # jobs is text, checked by the same rule as the config: invoke's own int() of a bad
     # value is a traceback, and an int default could not tell `--jobs 0` from no flag.
-    s = settings(c, lock)
+    s = settings(c, lock, target=target)
     if jobs:
         s = dataclasses.replace(s, jobs=parse_jobs(jobs, "--jobs"))
-    print(download.summary(download.fetch_all(lockfile.load(s.lock), s, only=only or None)))
+    print(download.summary(download.fetch_all(lock_of(s), s, only=only or None)))
 
 
-@task(auto_shortflags=False, name="verify", help={"lock": LOCK_HELP, "only": "verify just this artifact"})
+@task(auto_shortflags=False, name="verify",
+      help={"lock": LOCK_HELP, "only": "verify just this artifact", "target": TARGET_HELP})
 @reports_errors
-def verify_(c: Context, lock: str = "", only: str = "") -> None:
+def verify_(c: Context, lock: str = "", only: str = "", target: str = "") -> None:
     """Check sha256, pinned-fingerprint signatures and signed checksum lists of the inputs."""
-    s = settings(c, lock)
-    print(verify.summary(verify.verify_all(lockfile.load(s.lock), Store(s.cache), only=only or None)))
+    s = settings(c, lock, target=target)
+    print(verify.summary(verify.verify_all(lock_of(s), Store(s.cache), only=only or None)))
 
 
 @task(

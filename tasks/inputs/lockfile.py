@@ -25,6 +25,7 @@ target, and caches and outputs are keyed by ``target.name``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -183,10 +184,11 @@ def url_basename(url: str) -> str:
     return unquote(urlparse(url).path.rstrip("/").rsplit("/", 1)[-1])
 
 
-def load(path: Path, target: str | None = None) -> Lockfile:
+def load(path: Path, target: str | None = None, *, linker: str | None = None) -> Lockfile:
     """Read and validate a lockfile for one target (default: its ``default_target``).
 
-    Raises LockfileError naming file, entry and field.
+    ``linker`` overrides the file's ``[build] linker`` (the ``--linker`` flag). Raises
+    LockfileError naming file, entry and field.
     """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -198,7 +200,12 @@ def load(path: Path, target: str | None = None) -> Lockfile:
         raise LockfileError(f"{path.name}: not valid TOML: {exc}") from None
     except RecursionError:
         raise LockfileError(f"{path.name}: not valid TOML: nested too deeply") from None
-    return parse(data, path, target=target)
+    lock = parse(data, path, target=target)
+    if linker is not None and linker != lock.linker:
+        if linker not in LINKERS:
+            raise LockfileError(f"--linker must be one of {', '.join(LINKERS)}, not {linker!r}")
+        lock = dataclasses.replace(lock, linker=linker)
+    return lock
 
 
 def parse(data: dict[str, Any], path: Path, *, target: str | None = None) -> Lockfile:
