@@ -47,8 +47,8 @@ def test_changing_rust_pin_changes_only_rust_and_builder(tmp_path: Path) -> None
 
 def test_same_inputs_same_tags_and_labels_name_inputs(tmp_path: Path) -> None:
     store = Store(tmp_path / "cache")
-    a = stages.plan(lockfile.load(LOCK), store, "builder")
-    b = stages.plan(lockfile.load(LOCK), store, "builder")
+    a = stages.plan(lockfile.load(LOCK, linker="llvm"), store, "builder")
+    b = stages.plan(lockfile.load(LOCK, linker="llvm"), store, "builder")
     assert [p.tag for p in a] == [p.tag for p in b]
     llvm = next(p for p in a if p.stage.name == "llvm")
     labels = llvm.labels
@@ -111,7 +111,7 @@ def test_no_buildkit_only_syntax_in_dockerfiles() -> None:
 
 def _with_linker(tmp_path: Path, linker: str) -> lockfile.Lockfile:
     p = tmp_path / f"lock-{linker}.toml"
-    p.write_text(LOCK.read_text().replace('linker = "llvm"', f'linker = "{linker}"'))
+    p.write_text(LOCK.read_text().replace('linker = "rust-lld"', f'linker = "{linker}"'))
     return lockfile.load(p)
 
 
@@ -120,7 +120,7 @@ def test_rust_lld_strategy_skips_llvm_and_builds_its_own_builder(tmp_path: Path)
     lld = _with_linker(tmp_path, "rust-lld")
     assert [s.name for s in stages.chain("builder", "rust-lld")] == ["rpms", "rust", "builder"]
     plans = {p.stage.name: p for p in stages.plan(lld, store, "builder")}
-    llvm_plans = {p.stage.name: p for p in stages.plan(lockfile.load(LOCK), store, "builder")}
+    llvm_plans = {p.stage.name: p for p in stages.plan(_with_linker(tmp_path, "llvm"), store, "builder")}
     assert plans["rust"].parent_tag == plans["rpms"].tag  # no LLVM below rust
     assert plans["rpms"].tag == llvm_plans["rpms"].tag  # the shared stages are the same images
     assert plans["rust"].tag != llvm_plans["rust"].tag and plans["builder"].tag != llvm_plans["builder"].tag
