@@ -251,6 +251,7 @@ def test_an_unchanged_crate_is_not_fetched_again_and_a_changed_manifest_is(
     recording = Recording(dk)
     build(recording, lock, store, settings, crate, [])
     assert [c[:2] for c in recording.commands] == [["cargo", "fetch"], ["cargo", "build"]]
+    (crate / "src" / "lib.rs").touch()  # a source changed, the manifests did not
     recording.commands.clear()
     build(recording, lock, store, settings, crate, [])
     assert [c[:2] for c in recording.commands] == [["cargo", "build"]]  # the stamp: no fetch
@@ -259,6 +260,35 @@ def test_an_unchanged_crate_is_not_fetched_again_and_a_changed_manifest_is(
     recording.commands.clear()
     build(recording, lock, store, settings, crate, [])
     assert [c[:2] for c in recording.commands] == [["cargo", "fetch"], ["cargo", "build"]]
+
+
+def test_a_build_with_nothing_changed_runs_no_container_and_a_touched_source_builds_again(
+    dk: Docker, lock: Lockfile, store: Store, profile_settings: Settings, tmp_path: Path,
+) -> None:
+    crate = copy_crate(CRATES / "uses_common", tmp_path)
+    common = copy_crate(CRATES / "common", tmp_path)
+    settings = Settings(lock=profile_settings.lock, cache=profile_settings.cache, out=tmp_path / "out")
+    recording = Recording(dk)
+    first = build(recording, lock, store, settings, crate, [])
+    recording.commands.clear()
+    lines: list[str] = []
+    again = build(recording, lock, store, settings, crate, lines)
+    assert recording.commands == [] and lines == []  # up to date: no container, nothing said
+    assert again.libraries == first.libraries
+    assert last_build(settings.out, lock.target.name).libraries == first.libraries
+
+    source = common / "src" / "lib.rs"  # a path package outside the workspace is an input too
+    source.write_text(source.read_text().replace("hello from ../common", "changed in ../common"))
+    build(recording, lock, store, settings, crate, lines)
+    assert [c[:2] for c in recording.commands] == [["cargo", "build"]]
+    assert any("Compiling common" in line for line in lines), lines
+    assert b"changed in ../common" in first.libraries[0].read_bytes()
+
+    recording.commands.clear()
+    first.libraries[0].write_bytes(b"not the library any more")  # a damaged copy is rebuilt
+    build(recording, lock, store, settings, crate, [])
+    assert [c[:2] for c in recording.commands] == [["cargo", "build"]]
+    assert first.libraries[0].read_bytes().startswith(b"\x7fELF")
 
 
 def test_path_dependency_outside_the_workspace_is_mounted_and_builds(

@@ -15,7 +15,9 @@ package outside it read-only (:mod:`tasks.crates.sources`), each at its *own abs
 path*, so cargo's relative ``path = "../common"`` stays valid; ``<cache>/cargo-home`` at
 /cargo and the target dir at /target. Registry dependencies are fetched by the image's own
 cargo (:mod:`tasks.crates.fetch`). cargo's human output (stderr) streams live; its JSON
-messages (stdout) name the artifacts.
+messages (stdout) name the artifacts. When none of the build container's inputs changed
+since the last build and its copies are intact (:mod:`tasks.crates.uptodate`), no
+container runs and nothing is said.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from tasks.atomic import copy_atomic, write_atomic
+from tasks.crates import uptodate
 from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.crates.fetch import cargo_error, ensure_fetched
 from tasks.crates.sources import Sources, find_sources
@@ -118,18 +121,15 @@ def build_crate(
     cmd += ["--features", features] if features else []
     cmd += ["--workspace"] if info.workspace else []
     cmd += list(extra_args)
-    log(f"Building {info.name} in {image} (glibc {lock.target.glibc})")
-    status, stdout, stderr = dk.run_split(
-        image, cmd, on_stderr=on_line, user=user, volumes=volumes, working_dir=workdir,
-        environment={"CARGO_TERM_COLOR": "never"}, network_disabled=True,
-    )
-    if status != 0:
-        raise CargoError(f"cargo build of {info.name} failed: {cargo_error(stderr, status)}")
-    built = _cdylibs(stdout, target)
-    if not built:
-        raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
     out_dir = output_dir(out or settings.out, lock)
-    libraries = tuple(_copy_out(p, out_dir) for p in built)
+    inputs = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(out_dir, settings.cache))
+    libraries = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
+    if libraries is None:
+        libraries = _cargo_build(dk, image, info, cmd, target, out_dir, log=log, on_line=on_line,
+                                 volumes=volumes, workdir=workdir, user=user, glibc=lock.target.glibc)
+        uptodate.record(target, inputs, libraries)
+        for p in libraries:
+            log(f"Built {p}")
     seconds = time.monotonic() - started
     record = {
         "libraries": [str(p) for p in libraries],
@@ -142,9 +142,24 @@ def build_crate(
         "seconds": round(seconds, 1),
     }
     write_atomic(out_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
-    for p in libraries:
-        log(f"Built {p}")
     return BuildResult(libraries, out_dir, image, info, seconds)
+
+
+def _cargo_build(dk: Docker, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,
+                 *, log: Log, on_line: Log, volumes: dict[str, dict[str, str]], workdir: str, user: str,
+                 glibc: str) -> tuple[Path, ...]:
+    """Run cargo in the build container (no network); copy the cdylibs it names into ``out_dir``."""
+    log(f"Building {info.name} in {image} (glibc {glibc})")
+    status, stdout, stderr = dk.run_split(
+        image, cmd, on_stderr=on_line, user=user, volumes=volumes, working_dir=workdir,
+        environment={"CARGO_TERM_COLOR": "never"}, network_disabled=True,
+    )
+    if status != 0:
+        raise CargoError(f"cargo build of {info.name} failed: {cargo_error(stderr, status)}")
+    built = _cdylibs(stdout, target)
+    if not built:
+        raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
+    return tuple(_copy_out(p, out_dir) for p in built)
 
 
 def last_build(out: Path, target: str | None = None) -> LastBuild:
