@@ -49,6 +49,7 @@ def fetch_material(image: str, sources: Sources) -> dict[str, object]:
 
 
 def stamp_path(home: Path, image: str, sources: Sources) -> Path:
+    """The fetch stamp of one workspace for one image, inside the cargo home."""
     key = key_of(json.dumps([str(sources.workspace), image]))[:32]
     return home / STAMPS / f"{key}.json"
 

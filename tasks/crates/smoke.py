@@ -80,6 +80,7 @@ class SmokeResult:
 
 
 def harness_args(symbol: str | None, optional_symbol: str | None) -> list[str]:
+    """The harness's flags: call ``symbol`` (it must exist), else ``optional_symbol`` if it exists."""
     if symbol:
         return ["--symbol", symbol]
     if optional_symbol:
