@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from tasks.crates.crate import inspect_crate
 from tasks.crates.sources import find_sources
+from tasks.crates.uptodate import listing
 from tasks.errors import CompatError, CrateError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +186,19 @@ def test_missing_path_dependency_is_a_crate_error_naming_it(tmp_path: Path) -> N
 def test_fixture_pair_uses_common_from_outside_its_workspace() -> None:
     found = find_sources(inspect_crate(CRATES / "uses_common"))
     assert found.outside == ((CRATES / "common").resolve(),)
+
+
+# ----------------------------------------------------------------------------- uptodate
+
+
+def test_source_listing_sees_a_touched_file_but_not_target_dirs_or_outputs(tmp_path: Path) -> None:
+    crate = package(tmp_path / "c", "c")
+    write(crate / "target" / "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55\n")
+    write(crate / "out" / "libc.so", "copy")
+    before = listing([crate], exclude=[crate / "out"])
+    write(crate / "target" / "release" / "libc.so", "built")  # cargo's outputs: not inputs
+    write(crate / "out" / "libc.so", "a new copy")  # ours: not inputs either
+    assert listing([crate], exclude=[crate / "out"]) == before
+    source = crate / "src" / "lib.rs"
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 1))
+    assert listing([crate], exclude=[crate / "out"]) != before

@@ -122,7 +122,8 @@ def build_crate(
     cmd += ["--workspace"] if info.workspace else []
     cmd += list(extra_args)
     out_dir = output_dir(out or settings.out, lock)
-    inputs = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(out_dir, settings.cache))
+    outputs_root = Path(out or settings.out).expanduser().resolve()  # every target's copies
+    inputs = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(outputs_root, settings.cache))
     libraries = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
     if libraries is None:
         libraries = _cargo_build(dk, image, info, cmd, target, out_dir, log=log, on_line=on_line,
