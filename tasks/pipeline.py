@@ -1,14 +1,31 @@
-"""The pipeline steps composed: what each task runs before its own work, checked fast.
+"""The one composer: inputs → image → build → audit → smoke, each step checked fast.
 
-Idempotency lives here, not in invoke ``pre=``: each step checks its cache and returns at
-once when there is nothing to do, so calling ``image`` after ``download`` costs nothing.
+Every other step takes its inputs as arguments (an image tag, a lockfile object) and never
+fetches them itself; this module is the one place that chains them, so it reads as the
+whole run::
+
+    tag = image(dk, lock, settings, "builder")          # inputs fetched + verified, stages built
+    result = build(dk, lock, settings, Path("../mycrate"))   # image() + build_crate()
+    audits = audit(result.libraries, lock)                   # ELF checks vs the target glibc
+    smoke(dk, lock, settings, result.libraries)              # image("smoke") + smoke_in_image()
+
+These functions, :func:`inputs_ready` and :func:`refresh_rpm_pins` are the stable API a
+user's ``tasks.py`` may call. Idempotency lives here, not in invoke ``pre=``: each step
+checks its cache and returns at once, saying nothing, when there is nothing to do. A run
+never rewrites the lockfile: unpinned RPMs are an error naming `invoke rpms --refresh`,
+the one explicit step that pins them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
+from tasks.crates.audit import LibraryAudit, audit_paths
+from tasks.crates.build import BuildResult, build_crate
+from tasks.crates.smoke import SmokeResult, smoke_in_image
+from tasks.errors import LockfileError
 from tasks.image import rpms, stages
 from tasks.image.docker_client import Docker
 from tasks.inputs import download, http, lockfile, verify
@@ -45,26 +62,45 @@ def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: 
             log(verify.summary(verified))
 
 
+def require_rpm_pins(lock: Lockfile) -> None:
+    """LockfileError naming `invoke rpms --refresh` when the target lists packages none pin."""
+    if lock.target.packages and not lock.rpms:
+        raise LockfileError(
+            f"{lock.path.name} pins no RPMs for {lock.target.name}'s packages yet; run "
+            f"`invoke rpms --refresh --lock {lock.path}` (needs the internet and Docker) to pin them"
+        )
+
+
 def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log = print,
           on_line: Log = print, nocache: bool = False) -> str:
-    """Every stage up to ``upto``, inputs fetched and verified first; returns its tag."""
+    """Every image stage up to ``upto`` ("builder", "smoke", "llvm", ...); returns its tag.
+
+    When the tag exists nothing else is done (one lookup: the tag is a digest of every
+    input of the chain). Otherwise, in order: the base image is ensured once (a missing base
+    fails before any download), RPM pins are required, the stages' inputs are fetched and
+    verified, and each missing stage is built. ``nocache`` builds missing stages without
+    Docker's layer cache.
+    """
+    require_rpm_pins(lock)
+    plans = stages.plan(lock, Store(settings.cache), upto)
+    if dk.image(plans[-1].tag) is not None:
+        return plans[-1].tag
+    stages.ensure_base(dk, lock, log)
     needed: list[str] = []
-    for s in stages.chain(upto, lock.linker):
-        needed.extend(s.artifacts)
-        if s.rpms:
+    for p in plans:
+        needed.extend(p.stage.artifacts)
+        if p.stage.rpms:
             needed.append("rpms")
-    stages.ensure_base(dk, lock, log)  # fail fast: a missing base needs no downloads
-    if "rpms" in needed and lock.target.packages and not lock.rpms:
-        log(f"{lock.path.name} pins no RPMs yet: resolving {lock.target.name}'s packages")
-        lock = refresh_rpm_pins(dk, lock, settings, log)
     inputs_ready(lock, settings, needed, log)
-    plans = stages.ensure_stages(dk, lock, Store(settings.cache), upto, log=log, on_line=on_line,
-                                 nocache=nocache)
+    stages.build_missing(dk, Store(settings.cache), plans, log=log, on_line=on_line, nocache=nocache)
     return plans[-1].tag
 
 
 def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = print) -> Lockfile:
-    """Resolve ``[target] packages`` from the archive and rewrite ``[[rpm]]``; the new lockfile."""
+    """Resolve ``[target] packages`` from the archive and rewrite ``[[rpm]]``; the new lockfile.
+
+    The one step that writes pins (`invoke rpms --refresh`); no other step calls it.
+    """
     base = stages.ensure_base(dk, lock, log)
     installed = rpms.installed_in_base(dk, base)
     packages = lock.target.packages or rpms.PACKAGES
@@ -72,3 +108,33 @@ def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = 
                  fetch_bytes=lambda url: http.get_bytes(settings.mirror(url)), log=log)
     return lockfile.load(lock.path)
 
+
+def build(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
+          features: str = "", extra_args: Sequence[str] = (), out: Path | None = None,
+          log: Log = print, on_line: Log = print) -> BuildResult:
+    """The builder image, then ``crate``'s cdylibs built in it into ``<out>/<target name>/``.
+
+    ``out`` defaults to ``settings.out``; cargo's output goes to ``on_line``, progress to
+    ``log``. See :func:`tasks.crates.build.build_crate` for what it raises.
+    """
+    tag = image(dk, lock, settings, "builder", log=log, on_line=on_line)
+    return build_crate(dk, lock, settings, crate, image=tag, release=release, features=features,
+                       extra_args=extra_args, out=out, log=log, on_line=on_line)
+
+
+def audit(libraries: Sequence[Path], lock: Lockfile) -> list[LibraryAudit]:
+    """Each library's ELF audited against the lockfile's target glibc (no Docker)."""
+    return audit_paths(libraries, target_glibc=lock.target.glibc)
+
+
+def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,
+          symbol: str | None = None, optional_symbol: str | None = "test", log: Log = print,
+          on_line: Log | None = print) -> list[SmokeResult]:
+    """The smoke image, then each library dlopen'ed in it (RTLD_NOW) as nobody, offline.
+
+    A passing verdict is cached by (library sha256, smoke image id, harness arguments).
+    Raises SmokeError carrying the loader's own text when a library does not load.
+    """
+    tag = image(dk, lock, settings, "smoke", log=log, on_line=on_line or (lambda _: None))
+    return smoke_in_image(dk, lock, libraries, image=tag, cache=settings.cache, symbol=symbol,
+                          optional_symbol=optional_symbol, log=log, on_line=on_line)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import ConfigError
+from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT
 
 TASKS = ["download", "verify", "lock", "rpms", "image", "llvm", "rust", "images", "build",
@@ -186,7 +187,8 @@ def test_build_and_audit_json_for_ci(profile_lock: Path, profile_settings, tmp_p
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     [lib] = report["libraries"]
-    assert lib == str(tmp_path / "out" / "libhello.so") and Path(lib).is_file()
+    target = lockfile.load(profile_lock).target.name  # outputs are keyed by target
+    assert lib == str(tmp_path / "out" / target / "libhello.so") and Path(lib).is_file()
     assert report["audit"][0]["ok"] is True
     a = subprocess.run([sys.executable, "-m", "invoke", "audit", "--json", "--glibc", "2.17"],
                        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)

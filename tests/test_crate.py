@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tasks.crates.crate import inspect_crate
+from tasks.crates.sources import find_sources
+from tasks.crates.uptodate import listing
 from tasks.errors import CompatError, CrateError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,3 +133,72 @@ def test_missing_package_name_is_reported_by_the_toml_reader(tmp_path: Path) -> 
     write(tmp_path / "Cargo.toml", '[lib]\ncrate-type = ["cdylib"]\n')
     with pytest.raises(CrateError, match=r"\[package\] name is missing"):
         inspect_crate(tmp_path, use_cargo=False)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def test_path_dependency_outside_the_workspace_is_found_with_its_own_path_deps(tmp_path: Path) -> None:
+    app = package(tmp_path / "app", "app")
+    write(app / "Cargo.toml", (app / "Cargo.toml").read_text()
+          + '[dependencies]\ncommon = { path = "../common" }\n'
+          + '[target.\'cfg(unix)\'.build-dependencies]\nbuildhelp = { path = "../tools/buildhelp" }\n')
+    common = package(tmp_path / "common", "common", crate_types="")
+    write(common / "Cargo.toml", (common / "Cargo.toml").read_text()
+          + '[dependencies]\ndeep = { path = "../deep", version = "0.1" }\n')
+    package(tmp_path / "deep", "deep", crate_types="")
+    package(tmp_path / "tools" / "buildhelp", "buildhelp", crate_types="")
+    found = find_sources(inspect_crate(app, use_cargo=False))
+    assert found.workspace == app.resolve()
+    assert found.outside == tuple(sorted((tmp_path / d).resolve() for d in ("common", "deep", "tools/buildhelp")))
+    assert (tmp_path / "deep" / "Cargo.toml").resolve() in found.manifests
+
+
+def test_path_dependencies_inside_the_workspace_need_no_extra_mount(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    write(ws / "Cargo.toml", '[workspace]\nmembers = ["plugin", "core"]\nresolver = "2"\n'
+          '[workspace.dependencies]\ncore = { path = "core" }\n[patch.crates-io]\nitoa = { path = "vendor/itoa" }\n')
+    package(ws / "plugin", "plugin")
+    package(ws / "core", "core", crate_types="")
+    package(ws / "vendor" / "itoa", "itoa", crate_types="")
+    found = find_sources(inspect_crate(ws / "plugin", use_cargo=False))
+    assert found.workspace == ws.resolve() and found.outside == ()
+    assert (ws / "vendor" / "itoa" / "Cargo.toml").resolve() in found.manifests
+
+
+def test_path_dependency_in_another_workspace_mounts_that_workspace(tmp_path: Path) -> None:
+    app = package(tmp_path / "app", "app")
+    write(app / "Cargo.toml", (app / "Cargo.toml").read_text() + '[dependencies]\nlib1 = { path = "../other/lib1" }\n')
+    write(tmp_path / "other" / "Cargo.toml",
+          '[workspace]\nmembers = ["lib1"]\n[workspace.package]\nversion = "0.1.0"\n')
+    package(tmp_path / "other" / "lib1", "lib1", crate_types="")
+    found = find_sources(inspect_crate(app, use_cargo=False))
+    assert found.outside == ((tmp_path / "other").resolve(),)  # its root manifest is read too
+
+
+def test_missing_path_dependency_is_a_crate_error_naming_it(tmp_path: Path) -> None:
+    app = package(tmp_path / "app", "app")
+    write(app / "Cargo.toml", (app / "Cargo.toml").read_text() + '[dependencies]\ngone = { path = "../gone" }\n')
+    with pytest.raises(CrateError, match="path dependency .*gone has no Cargo.toml"):
+        find_sources(inspect_crate(app, use_cargo=False))
+
+
+def test_fixture_pair_uses_common_from_outside_its_workspace() -> None:
+    found = find_sources(inspect_crate(CRATES / "uses_common"))
+    assert found.outside == ((CRATES / "common").resolve(),)
+
+
+# ----------------------------------------------------------------------------- uptodate
+
+
+def test_source_listing_sees_a_touched_file_but_not_target_dirs_or_outputs(tmp_path: Path) -> None:
+    crate = package(tmp_path / "c", "c")
+    write(crate / "target" / "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55\n")
+    write(crate / "out" / "libc.so", "copy")
+    before = listing([crate], exclude=[crate / "out"])
+    write(crate / "target" / "release" / "libc.so", "built")  # cargo's outputs: not inputs
+    write(crate / "out" / "libc.so", "a new copy")  # ours: not inputs either
+    assert listing([crate], exclude=[crate / "out"]) == before
+    source = crate / "src" / "lib.rs"
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 1))
+    assert listing([crate], exclude=[crate / "out"]) != before

@@ -186,30 +186,3 @@ def test_images_lists_and_prune_removes_only_stale_tags(
     removed = stages.prune(docker_client, keep=listed - {stale}, log=lambda _l: None)
     assert removed == [stale]
     assert docker_client.image(stale) is None and docker_client.image(tag) is not None
-
-
-def test_image_pins_rpms_first_when_the_target_names_packages_but_none_are_pinned(
-    docker_client: Docker, builder: tuple[str, Recorder], profile_lock: Path, profile_settings: Settings,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A fresh clone's lockfile lists [target] packages and no [[rpm]]: image resolves them first.
-
-    The resolution itself needs Fedora's archive (tests/test_rpms.py covers it against a
-    loopback repository); here the call is recorded, to prove when the pipeline makes it.
-    """
-    calls: list[Path] = []
-
-    def fake_refresh(dk: Docker, lock: lockfile.Lockfile, s: Settings, log: object = print) -> lockfile.Lockfile:
-        calls.append(lock.path)
-        return lock
-
-    monkeypatch.setattr(pipeline, "refresh_rpm_pins", fake_refresh)
-    build(docker_client, profile_lock, profile_settings)  # the profile names no packages
-    assert calls == []
-    with_packages = tmp_path / "rsrc.lock.toml"
-    with_packages.write_text(profile_lock.read_text().replace(
-        'glibc = "2.31"', 'glibc = "2.31"\npackages = ["gcc"]', 1))
-    assert lockfile.load(with_packages).target.packages == ("gcc",)
-    tag, rec = build(docker_client, with_packages, profile_settings)
-    assert calls == [with_packages]
-    assert any("pins no RPMs yet" in line for line in rec.log)

@@ -14,6 +14,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import task
 
+from tasks import pipeline
 from tasks.cli.common import LOCK_HELP, reports_errors, settings
 from tasks.crates import audit as audit_lib
 from tasks.crates import build as build_lib
@@ -115,7 +116,6 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
     """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one)."""
     s = settings(c, lock)
     lf = lockfile.load(s.lock)
-    store = Store(s.cache)
     if lib:
         libs = [Path(p).resolve() for p in lib]
     else:
@@ -125,7 +125,7 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
         print(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
         smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=print)
     else:
-        smoke_lib.smoke_in_image(docker_client.connect(), lf, store, libs, symbol=sym, log=print, settings=s)
+        pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym)
     if current:
         print(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
         smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)
@@ -133,7 +133,7 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
 
 def _last_or_example(s: Settings, lf: lockfile.Lockfile) -> list[Path]:
     try:
-        return list(build_lib.last_build(s.out).libraries)
+        return list(build_lib.last_build(s.out, lf.target.name).libraries)
     except CompatError:
         pass
     print(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
@@ -147,9 +147,8 @@ def _build_and_audit(
     s: Settings, lf: lockfile.Lockfile, crate: Path, *, log: Callable[[str], None] = print, **cargo: Any
 ) -> tuple[build_lib.BuildResult, list[audit_lib.LibraryAudit]]:
     """Build ``crate`` in the builder image and audit what it produced against the target."""
-    result = build_lib.build_crate(docker_client.connect(), lf, Store(s.cache), s, crate,
-                                   log=log, on_line=log, **cargo)
-    return result, audit_lib.audit_paths(result.libraries, target_glibc=lf.target.glibc)
+    result = pipeline.build(docker_client.connect(), lf, s, crate, log=log, on_line=log, **cargo)
+    return result, pipeline.audit(result.libraries, lf)
 
 
 @task(

@@ -1,14 +1,23 @@
 """Build a crate's cdylibs in the builder image, as the calling user, and copy them out.
 
-    crate ──► inspect ──► builder image (built if missing) ──► cargo fetch (network)
-          ──► cargo build --offline in the image (no network) ──► out/lib*.so + last-build.json
+    crate ──► inspect ──► cargo fetch in the image (network; skipped when unchanged)
+          ──► cargo build --offline in the image (no network) ──► <out>/<target>/lib*.so
 
-Mounts: the crate's workspace at /src (read-write: cargo may write Cargo.lock),
-``<cache>/cargo-home`` at /cargo (the registry persists between builds) and
-``<cache>/targets/<hash of the crate path>`` at /target (incremental rebuilds). Registry
-dependencies are fetched where the network is: by the host's cargo into the same
-cargo-home when one exists, else by the image's cargo in a container with network.
-cargo's human output (stderr) streams live; its JSON messages (stdout) name the artifacts.
+``build_crate`` is given the builder image's tag (:func:`tasks.pipeline.build` makes it);
+it never builds images. Everything is keyed by the lockfile's target, so one checkout
+builds for several targets without collisions:
+
+- the target dir is ``<cache>/targets/<target>/<crate>-<hash of its path>`` (incremental);
+- the outputs go to ``<out>/<target>/`` with that target's ``last-build.json``.
+
+Mounts: the crate's workspace read-write (cargo may write Cargo.lock) and every path
+package outside it read-only (:mod:`tasks.crates.sources`), each at its *own absolute
+path*, so cargo's relative ``path = "../common"`` stays valid; ``<cache>/cargo-home`` at
+/cargo and the target dir at /target. Registry dependencies are fetched by the image's own
+cargo (:mod:`tasks.crates.fetch`). cargo's human output (stderr) streams live; its JSON
+messages (stdout) name the artifacts. When none of the build container's inputs changed
+since the last build and its copies are intact (:mod:`tasks.crates.uptodate`), no
+container runs and nothing is said.
 """
 
 from __future__ import annotations
@@ -16,28 +25,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import shutil
-import ssl
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from tasks import pipeline
 from tasks.atomic import copy_atomic, write_atomic
+from tasks.crates import uptodate
 from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
+from tasks.crates.fetch import cargo_error, ensure_fetched
+from tasks.crates.sources import Sources, find_sources
 from tasks.errors import CargoError, CrateError, OutputError
 from tasks.image.docker_client import Docker
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
-from tasks.store import Store
 
 RECORD = "last-build.json"
-_PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Folders of the image that a crate mounted at its own path must not cover.
+RESERVED = ("/bin", "/cargo", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys",
+            "/target", "/usr")
 Log = Callable[[str], None]
 
 
@@ -54,7 +61,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class LastBuild:
-    """The record ``out/last-build.json`` keeps for `invoke smoke` and `invoke audit`."""
+    """The record ``<out>/<target>/last-build.json`` keeps for `invoke smoke` and `invoke audit`."""
 
     libraries: tuple[Path, ...]
     crate: Path
@@ -63,22 +70,28 @@ class LastBuild:
 
 
 def cargo_home(settings: Settings) -> Path:
+    """The cargo home shared by every build (the registry persists between builds)."""
     return settings.cache / "cargo-home"
 
 
-def target_dir(settings: Settings, crate: CrateInfo) -> Path:
-    """A target dir per workspace path, so each crate's rebuilds are incremental."""
+def target_dir(settings: Settings, lock: Lockfile, crate: CrateInfo) -> Path:
+    """A target dir per target and workspace path, so each crate's rebuilds are incremental."""
     key = hashlib.sha256(str(crate.workspace_root).encode()).hexdigest()[:16]
-    return settings.cache / "targets" / f"{crate.workspace_root.name}-{key}"
+    return settings.cache / "targets" / lock.target.name / f"{crate.workspace_root.name}-{key}"
+
+
+def output_dir(out: Path, lock: Lockfile) -> Path:
+    """Where builds for the lockfile's target put their libraries: ``<out>/<target name>``."""
+    return Path(out).expanduser().resolve() / lock.target.name
 
 
 def build_crate(
     dk: Docker,
     lock: Lockfile,
-    store: Store,
     settings: Settings,
     crate: Path,
     *,
+    image: str,
     release: bool = True,
     features: str = "",
     extra_args: Sequence[str] = (),
@@ -86,66 +99,90 @@ def build_crate(
     log: Log = print,
     on_line: Log = print,
 ) -> BuildResult:
-    """Build ``crate``'s cdylibs in the builder image; copy them into ``out`` (settings.out)."""
+    """Build ``crate``'s cdylibs in the builder ``image`` (a tag; it must exist).
+
+    The libraries are copied into ``<out>/<target name>/`` (``out`` defaults to
+    ``settings.out``) and recorded there in last-build.json. Raises CrateError (not a
+    cdylib crate, unusable path), CargoError (fetch or build failed), OutputError.
+    """
     started = time.monotonic()
     info = inspect_crate(crate)
-    tag = pipeline.image(dk, lock, settings, "builder", log=log, on_line=on_line)
-    home, target = cargo_home(settings), target_dir(settings, info)
+    sources = find_sources(info)
+    home, target = cargo_home(settings), target_dir(settings, lock, info)
     for d in (home, target):
         d.mkdir(parents=True, exist_ok=True)
-    workdir = str(PurePosixPath("/src") / info.root.relative_to(info.workspace_root).as_posix())
-    volumes = {
-        str(info.workspace_root): {"bind": "/src", "mode": "rw"},
-        str(home): {"bind": "/cargo", "mode": "rw"},
-        str(target): {"bind": "/target", "mode": "rw"},
-    }
-    user = f"{os.getuid()}:{os.getgid()}"
-
-    _fetch(dk, tag, info, home, volumes, workdir, user, on_line)
+    volumes = _volumes(sources, home, target)
+    workdir, user = str(info.root), f"{os.getuid()}:{os.getgid()}"
+    ensure_fetched(dk, image, info.name, sources, home, volumes=volumes, workdir=workdir,
+                   user=user, on_line=on_line)
 
     cmd = ["cargo", "build", "--offline", "--message-format=json-render-diagnostics"]
     cmd += ["--release"] if release else []
     cmd += ["--features", features] if features else []
     cmd += ["--workspace"] if info.workspace else []
     cmd += list(extra_args)
-    log(f"Building {info.name} in {tag} (glibc {lock.target.glibc})")
-    status, stdout, stderr = dk.run_split(
-        tag, cmd, on_stderr=on_line, user=user, volumes=volumes, working_dir=workdir,
-        environment={"CARGO_TERM_COLOR": "never"}, network_disabled=True,
-    )
-    if status != 0:
-        raise CargoError(f"cargo build of {info.name} failed: {_cargo_error(stderr, status)}")
-    built = _cdylibs(stdout, target)
-    if not built:
-        raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
-    out_dir = (out or settings.out).expanduser().resolve()
-    libraries = tuple(_copy_out(p, out_dir) for p in built)
+    out_dir = output_dir(out or settings.out, lock)
+    outputs_root = Path(out or settings.out).expanduser().resolve()  # every target's copies
+    inputs = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(outputs_root, settings.cache))
+    libraries = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
+    if libraries is None:
+        libraries = _cargo_build(dk, image, info, cmd, target, out_dir, log=log, on_line=on_line,
+                                 volumes=volumes, workdir=workdir, user=user, glibc=lock.target.glibc)
+        uptodate.record(target, inputs, libraries)
+        for p in libraries:
+            log(f"Built {p}")
     seconds = time.monotonic() - started
     record = {
         "libraries": [str(p) for p in libraries],
         "crate": str(info.root),
         "name": info.name,
-        "image": tag,
+        "image": image,
         "target": {"name": lock.target.name, "glibc": lock.target.glibc},
         "release": release,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
     }
     write_atomic(out_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
-    for p in libraries:
-        log(f"Built {p}")
-    return BuildResult(libraries, out_dir, tag, info, seconds)
+    return BuildResult(libraries, out_dir, image, info, seconds)
 
 
-def last_build(out: Path) -> LastBuild:
-    """The libraries of the last build into ``out``; CompatError when there is none."""
-    path = Path(out) / RECORD
+def _cargo_build(dk: Docker, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,
+                 *, log: Log, on_line: Log, volumes: dict[str, dict[str, str]], workdir: str, user: str,
+                 glibc: str) -> tuple[Path, ...]:
+    """Run cargo in the build container (no network); copy the cdylibs it names into ``out_dir``."""
+    log(f"Building {info.name} in {image} (glibc {glibc})")
+    status, stdout, stderr = dk.run_split(
+        image, cmd, on_stderr=on_line, user=user, volumes=volumes, working_dir=workdir,
+        environment={"CARGO_TERM_COLOR": "never"}, network_disabled=True,
+    )
+    if status != 0:
+        raise CargoError(f"cargo build of {info.name} failed: {cargo_error(stderr, status)}")
+    built = _cdylibs(stdout, target)
+    if not built:
+        raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
+    return tuple(_copy_out(p, out_dir) for p in built)
+
+
+def last_build(out: Path, target: str | None = None) -> LastBuild:
+    """The libraries of the last build for ``target`` into ``out`` (``<out>/<target>``).
+
+    Without ``target``: the one target built into ``out``, if only one was. OutputError
+    when there is no record, or its libraries are gone.
+    """
+    out = Path(out)
+    if target is None:
+        built = sorted(p.parent.name for p in out.glob(f"*/{RECORD}"))
+        if len(built) > 1:
+            raise OutputError(f"{out} holds builds for {', '.join(built)}; name the lockfile (--lock)")
+        target = built[0] if built else ""
+    path = out / target / RECORD
     try:
         data = json.loads(path.read_text())
         libs = tuple(Path(p) for p in data["libraries"])
         found = LastBuild(libs, Path(data["crate"]), str(data["image"]), str(data["time"]))
     except FileNotFoundError:
-        raise OutputError(f"no build recorded in {out}; run `invoke build` first") from None
+        what = f" for {target}" if target else ""
+        raise OutputError(f"no build recorded{what} in {out}; run `invoke build` first") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OutputError(f"{path}: unreadable build record ({exc}); run `invoke build`") from None
     missing = [p for p in libs if not p.is_file()]
@@ -154,72 +191,19 @@ def last_build(out: Path) -> LastBuild:
     return found
 
 
-def _fetch(dk: Docker, tag: str, info: CrateInfo, home: Path, volumes: dict[str, dict[str, str]],
-           workdir: str, user: str, on_line: Log) -> None:
-    """Download registry dependencies into ``home`` where the network is."""
-    cargo = shutil.which("cargo")
-    if cargo:
-        env = {**os.environ, "CARGO_HOME": str(home), "CARGO_TERM_COLOR": "never"}
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
-                [cargo, "fetch", "--manifest-path", str(info.manifest)], cwd=info.root, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )
-        except OSError as exc:
-            raise CargoError(f"cannot run the host's cargo fetch: {exc}") from None
-        assert proc.stderr is not None
-        lines = []
-        for line in proc.stderr:
-            lines.append(line.rstrip("\n"))
-            on_line(lines[-1])
-        status = proc.wait()
-        stderr = "\n".join(lines)
-    else:
-        # The image's cargo, with network. It trusts what the host trusts (a proxy that
-        # inspects TLS has its CA there) and is given the host's proxy variables.
-        env = {"CARGO_TERM_COLOR": "never"}
-        env.update({k: v for k, v in os.environ.items() if k.lower() in _PROXY_VARS})
-        mounts = dict(volumes)
-        ca = _host_ca_bundle()
-        if ca is not None:
-            mounts[str(ca)] = {"bind": "/etc/compatbuild-host-ca.crt", "mode": "ro"}
-            env["CARGO_HTTP_CAINFO"] = "/etc/compatbuild-host-ca.crt"
-        status, _, stderr = dk.run_split(
-            tag, ["cargo", "fetch"], on_stderr=on_line, user=user, volumes=mounts,
-            working_dir=workdir, environment=env,
-        )
-    if status != 0:
-        raise CargoError(f"cargo fetch for {info.name} failed: {_cargo_error(stderr, status)}")
-
-
-def _host_ca_bundle() -> Path | None:
-    """The host's CA bundle file, if it has one where OpenSSL or the env says."""
-    candidates = [os.environ.get("CARGO_HTTP_CAINFO"), os.environ.get("SSL_CERT_FILE"),
-                  ssl.get_default_verify_paths().cafile, "/etc/ssl/certs/ca-certificates.crt",
-                  "/etc/pki/tls/certs/ca-bundle.crt"]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c).resolve()
-    return None
-
-
-def _cargo_error(stderr: str, status: int) -> str:
-    """cargo's first error line, its root cause and its summary line, as one line."""
-    lines = [_ANSI.sub("", ln).strip() for ln in stderr.splitlines()]
-    errors = [ln for ln in lines if ln.startswith("error")]
-    if not errors:
-        tail = [ln for ln in lines if ln]
-        return tail[-1] if tail else f"exit status {status}"
-    first, last = errors[0], errors[-1]
-    extra = []
-    if "Caused by:" in lines:  # cargo's chain of causes: the last one is the root
-        after = lines[len(lines) - lines[::-1].index("Caused by:"):]
-        cause = next((ln for ln in after if ln), "")
-        if cause:
-            extra.append(f"caused by: {cause}")
-    if last != first:
-        extra.append(last)
-    return f"{first} ({'; '.join(extra)})" if extra else first
+def _volumes(sources: Sources, home: Path, target: Path) -> dict[str, dict[str, str]]:
+    """Each source folder at its own path (workspace rw, the rest ro), cargo home and target dir."""
+    volumes: dict[str, dict[str, str]] = {}
+    for i, folder in enumerate(sources.mounts()):
+        posix = PurePosixPath(folder.as_posix())
+        clash = [r for r in RESERVED if posix == PurePosixPath(r) or posix.is_relative_to(r)]
+        if posix == PurePosixPath("/") or clash:
+            raise CrateError(f"{folder}: a crate there would cover the image's own "
+                             f"{clash[0] if clash else '/'}; move it elsewhere to build it")
+        volumes[str(folder)] = {"bind": str(folder), "mode": "rw" if i == 0 else "ro"}
+    volumes[str(home)] = {"bind": "/cargo", "mode": "rw"}
+    volumes[str(target)] = {"bind": "/target", "mode": "rw"}
+    return volumes
 
 
 def _cdylibs(stdout: str, target: Path) -> list[Path]:

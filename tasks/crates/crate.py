@@ -136,7 +136,8 @@ def _package_cdylibs(data: dict[str, Any], manifest: Path) -> tuple[str, list[st
     return name, [str(lib_name).replace("-", "_")]
 
 
-def _members(root: Path, ws: dict[str, Any], manifest: Path) -> list[Path]:
+def workspace_members(root: Path, ws: dict[str, Any], manifest: Path) -> list[Path]:
+    """The member folders a ``[workspace]`` table names (globs expanded, ``exclude`` left out)."""
     patterns = ws.get("members", [])
     excluded = {(root / e).resolve() for e in ws.get("exclude", []) if isinstance(e, str)}
     if not isinstance(patterns, list):
@@ -165,17 +166,17 @@ def _from_toml(root: Path, manifest: Path) -> CrateInfo:
         if "package" in data:
             name, own = _package_cdylibs(data, manifest)
             cdylibs += own
-        for member in _members(root, ws, manifest):
+        for member in workspace_members(root, ws, manifest):
             if member == root:
                 continue
             _, libs = _package_cdylibs(_load(member / "Cargo.toml"), member / "Cargo.toml")
             cdylibs += libs
         return CrateInfo(root, name, tuple(_unique(cdylibs)), manifest, root, True)
     name, libs = _package_cdylibs(data, manifest)
-    return CrateInfo(root, name, tuple(libs), manifest, _workspace_root_above(root), False)
+    return CrateInfo(root, name, tuple(libs), manifest, workspace_root_above(root), False)
 
 
-def _workspace_root_above(root: Path) -> Path:
+def workspace_root_above(root: Path) -> Path:
     """The nearest ancestor whose Cargo.toml has a [workspace] listing ``root``, else root."""
     for parent in root.parents:
         m = parent / "Cargo.toml"
@@ -188,7 +189,7 @@ def _workspace_root_above(root: Path) -> Path:
         ws = data.get("workspace")
         if isinstance(ws, dict):
             try:
-                if root in _members(parent, ws, m):
+                if root in workspace_members(parent, ws, m):
                     return parent
             except CrateError:
                 continue

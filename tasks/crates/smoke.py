@@ -3,7 +3,8 @@
 Three places to do it, one harness (``docker/smoke/harness.c``) and one verdict:
 
 - ``smoke_in_image``: the harness baked into the smoke image (the target's own gcc and
-  glibc), run as nobody with no network, each library mounted read-only at /libs/<name>;
+  glibc), run as nobody with no network, each library mounted read-only at /libs/<name>
+  (given the image's tag: :func:`tasks.pipeline.smoke` makes the image);
 - ``smoke_native``: the harness built by the host's cc, run on this machine's glibc;
 - ``smoke_sysroot``: the harness built by the host's gcc *against* a sysroot
   (``gcc --sysroot``), run by that sysroot's own loader
@@ -17,6 +18,7 @@ A failure raises SmokeError carrying the loader's own dlerror() text, e.g.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -25,15 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks import pipeline
-from tasks.atomic import ensure_file
+from tasks.atomic import ensure_file, write_atomic
 from tasks.crates.sysroot import STAMP as SYSROOT_STAMP
 from tasks.errors import SmokeError, SysrootError
 from tasks.image.docker_client import Docker
-from tasks.image.stages import DOCKER_DIR, ensure_stages
+from tasks.image.stages import DOCKER_DIR
 from tasks.inputs.lockfile import Lockfile
-from tasks.settings import Settings
-from tasks.store import Store
+from tasks.store import sha256_file
 
 HARNESS_C = DOCKER_DIR / "smoke" / "harness.c"
 HARNESS_IN_IMAGE = "compatbuild-smoke"
@@ -80,6 +80,7 @@ class SmokeResult:
 
 
 def harness_args(symbol: str | None, optional_symbol: str | None) -> list[str]:
+    """The harness's flags: call ``symbol`` (it must exist), else ``optional_symbol`` if it exists."""
     if symbol:
         return ["--symbol", symbol]
     if optional_symbol:
@@ -115,41 +116,72 @@ def _libraries(libraries: Sequence[Path]) -> list[Path]:
 def smoke_in_image(
     dk: Docker,
     lock: Lockfile,
-    store: Store,
     libraries: Sequence[Path],
     *,
+    image: str,
+    cache: Path | None = None,
     symbol: str | None = None,
     optional_symbol: str | None = "test",
     log: Log = print,
     on_line: Log | None = print,
-    settings: Settings | None = None,
 ) -> list[SmokeResult]:
-    """dlopen each library in the target's smoke image (built if missing), as nobody.
+    """dlopen each library in the smoke ``image`` (a tag; it must exist), as nobody, offline.
 
-    With ``settings`` the smoke stage's inputs are fetched and verified first (the task
-    does this); without, they must be in ``store`` already.
+    With ``cache``, a passing verdict is kept under ``<cache>/smoke/verdicts``, keyed by the
+    library's sha256, the image's id and the harness arguments: the same bytes on the same
+    image are not run again ("Using cached smoke result"); any change runs the harness.
     """
     libs = _libraries(libraries)
-    quiet: Log = on_line or (lambda _: None)
-    if settings is not None:
-        tag = pipeline.image(dk, lock, settings, "smoke", log=log, on_line=quiet)
-    else:
-        tag = ensure_stages(dk, lock, store, "smoke", log=log, on_line=quiet)[-1].tag
-    where = f"{lock.target.name} (glibc {lock.target.glibc}, image {tag})"
+    where = f"{lock.target.name} (glibc {lock.target.glibc}, image {image})"
+    args = harness_args(symbol, optional_symbol)
+    image_id = _image_id(dk, image) if cache is not None else ""
     results = []
     for lib in libs:
         inside = f"/libs/{lib.name}"
+        verdict = _verdict_path(cache, lib, image_id, args) if cache is not None else None
+        cached = _cached_verdict(verdict, lib, where)
+        if cached is not None:
+            log(f"Using cached smoke result for {lib.name} on {lock.target.name} (glibc {lock.target.glibc})")
+            results.append(cached)
+            continue
         log(f"Smoke-testing {lib.name} on {lock.target.name} (glibc {lock.target.glibc})")
         status, output = dk.run(
-            tag,
-            [HARNESS_IN_IMAGE, *harness_args(symbol, optional_symbol), inside],
+            image,
+            [HARNESS_IN_IMAGE, *args, inside],
             on_line=on_line,
             user=NOBODY,
             volumes={str(lib): {"bind": inside, "mode": "ro"}},
             network_disabled=True,
         )
         results.append(SmokeResult(lib, where, status, output))
+        if verdict is not None and status == 0:
+            write_atomic(verdict, json.dumps({"status": status, "output": output}).encode())
     return check(results)
+
+
+def _image_id(dk: Docker, tag: str) -> str:
+    found = dk.image(tag)
+    if found is None:
+        raise SmokeError(f"smoke image {tag} does not exist; run `invoke smoke` to build it")
+    return str(found.id)
+
+
+def _verdict_path(cache: Path, lib: Path, image_id: str, args: Sequence[str]) -> Path:
+    material = json.dumps({"library": sha256_file(lib), "name": lib.name, "image": image_id,
+                           "harness": [HARNESS_IN_IMAGE, *args]}, sort_keys=True)
+    return cache / "smoke" / "verdicts" / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
+
+
+def _cached_verdict(verdict: Path | None, lib: Path, where: str) -> SmokeResult | None:
+    """The passing result recorded for exactly these inputs, or None (then the harness runs)."""
+    if verdict is None:
+        return None
+    try:
+        data = json.loads(verdict.read_text())
+        status, output = int(data["status"]), str(data["output"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return SmokeResult(lib, where, status, output) if status == 0 else None
 
 
 # ----------------------------------------------------------------------------- host

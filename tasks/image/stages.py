@@ -226,6 +226,13 @@ def ensure_stages(
     """
     plans = plan(lock, store, upto)
     ensure_base(dk, lock, log)
+    build_missing(dk, store, plans, log=log, on_line=on_line, nocache=nocache)
+    return plans
+
+
+def build_missing(dk: Docker, store: Store, plans: list[Plan], *, log: Log = print,
+                  on_line: Log = print, nocache: bool = False) -> None:
+    """Build each planned stage whose tag does not exist yet; the base must be tagged already."""
     for p in plans:
         if dk.image(p.tag) is not None:
             continue
@@ -245,7 +252,6 @@ def ensure_stages(
                     nocache=nocache,
                 )
             log(f"Built stage {p.stage.name} in {time.monotonic() - started:.0f}s")
-    return plans
 
 
 def project_images(dk: Docker) -> list[tuple[str, str, str]]:

@@ -1,0 +1,93 @@
+"""tasks.pipeline, the one composer: what each image call asks of Docker, and what it never does.
+
+A recording stand-in for the Docker client answers image lookups, so these run without a
+daemon; the real stages are built in test_image.py and test_build_smoke.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks import pipeline
+from tasks.errors import LockfileError
+from tasks.image import stages
+from tasks.image.docker_client import Docker
+from tasks.inputs import lockfile
+from tasks.settings import PROJECT_ROOT, Settings
+from tasks.store import Store
+
+LOCK = PROJECT_ROOT / "rsrc.lock.toml"
+
+
+class FakeDocker(Docker):
+    """Knows the images named in ``present``; records every lookup."""
+
+    def __init__(self, present: set[str]) -> None:
+        self.present = present
+        self.lookups: list[str] = []
+
+    def image(self, ref: str) -> Any:
+        self.lookups.append(ref)
+        return object() if ref in self.present else None
+
+
+def settings(tmp_path: Path, lock: Path = LOCK) -> Settings:
+    return Settings(lock=lock, cache=tmp_path / "cache", out=tmp_path / "out")
+
+
+def pinned(tmp_path: Path) -> lockfile.Lockfile:
+    """The real lockfile with its target's packages cleared, so no RPM pins are needed."""
+    lf = lockfile.load(LOCK)
+    return dataclasses.replace(lf, target=dataclasses.replace(lf.target, packages=()))
+
+
+def test_unpinned_rpms_are_an_error_naming_the_refresh_task_and_the_lockfile_is_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lock = tmp_path / "rsrc.lock.toml"
+    lock.write_text(LOCK.read_text())
+    lf = lockfile.load(lock)
+    assert lf.target.packages and not lf.rpms  # the checked-in state of a fresh clone
+    refreshed: list[object] = []
+    monkeypatch.setattr(pipeline, "refresh_rpm_pins", lambda *a, **k: refreshed.append(a))
+    dk = FakeDocker(set())
+    for upto in ("builder", "smoke"):
+        with pytest.raises(LockfileError) as err:
+            pipeline.image(dk, lf, settings(tmp_path, lock), upto)
+        assert "`invoke rpms --refresh" in str(err.value) and "\n" not in str(err.value)
+    assert refreshed == [] and dk.lookups == []  # decided before Docker is asked anything
+    assert lock.read_text() == LOCK.read_text()
+
+
+def test_an_existing_image_costs_one_lookup_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lf = pinned(tmp_path)
+    tag = stages.plan(lf, Store(tmp_path / "cache"), "builder")[-1].tag
+    dk = FakeDocker({tag})
+    monkeypatch.setattr(pipeline, "inputs_ready", lambda *a, **k: pytest.fail("fetched inputs"))
+    monkeypatch.setattr(stages, "build_missing", lambda *a, **k: pytest.fail("built stages"))
+    said: list[str] = []
+    assert pipeline.image(dk, lf, settings(tmp_path), "builder", log=said.append) == tag
+    assert dk.lookups == [tag] and said == []
+
+
+def test_a_missing_stage_ensures_the_base_once_then_fetches_then_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lf = pinned(tmp_path)
+    calls: list[str] = []
+    monkeypatch.setattr(stages, "ensure_base", lambda *a, **k: calls.append("base") or "b")
+    monkeypatch.setattr(pipeline, "inputs_ready",
+                        lambda lock, s, names, log: calls.append("inputs " + " ".join(sorted(set(names)))))
+    monkeypatch.setattr(stages, "build_missing",
+                        lambda dk, store, plans, **k: calls.append(f"build {len(plans)} stages"))
+    pipeline.image(FakeDocker(set()), lf, settings(tmp_path), "builder")
+    assert calls == ["base", "inputs rpms rust", "build 3 stages"]  # rust-lld: rpms, rust, builder
+    calls.clear()
+    pipeline.image(FakeDocker(set()), dataclasses.replace(lf, linker="llvm"), settings(tmp_path), "builder")
+    assert calls == ["base", "inputs clang cmake lld llvm make rpms rust", "build 6 stages"]
