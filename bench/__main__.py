@@ -1,6 +1,6 @@
 """compatbuild benchmarks: ratios measured in one run, printed as Markdown tables.
 
-    python -m bench [inputs] [image] [build]      (or: nox -s bench -- inputs)
+    python -m bench [inputs] [image] [build] [linkers]      (or: nox -s bench -- inputs)
 
 These machines are noisy, so every number is compared with a baseline measured in the same
 run, interleaved, and the median of several repetitions is kept:
@@ -8,6 +8,8 @@ run, interleaved, and the median of several repetitions is kept:
 - inputs: download throughput of a 4 GiB file from loopback, ``invoke download`` vs
   ``curl``; the cached no-op of ``invoke download`` + ``invoke verify`` vs ``invoke --list``.
 - image: the test-profile image cold, warm (no-op), and after changing only the Rust input.
+- linkers: each linker strategy from a cold image to a built plugin, a warm rebuild, and
+  the weak-version fix-up's cost per library.
 - build: native ``cargo build`` vs ``invoke build`` of the same crate (warm image), cold and
   after touching one source file; the no-change ``invoke build`` and the cached ``invoke
   smoke`` (its verdict cached) vs ``invoke --list``, all three interleaved.
@@ -245,10 +247,76 @@ def bench_build(work: Path) -> list[Row]:
     ]
 
 
+# ------------------------------------------------------------------ linkers
+
+
+def bench_linkers(work: Path) -> list[Row]:
+    """Each linker strategy from a cold image (only the base kept) to a built plugin, then
+    a warm rebuild after touching one file; and the weak-version fix-up's cost per library."""
+    from tasks.crates.fixup import fix_weak_needs
+
+    crate = work / "plugin"
+    shutil.copytree(ROOT / "bench" / "crates" / "plugin", crate, ignore=shutil.ignore_patterns("target"))
+    lock = tp.prepare_profile(work / "profile", cache=tp.default_cache_dir())
+    cache = Path(os.environ.get("COMPATBUILD_BENCH_CACHE", str(work / "cache")))
+    dk = connect()
+    rows: list[Row] = []
+    every = {p.tag for linker in lockfile.LINKERS for p in
+             stages.plan(lockfile.load(lock, linker=linker), Store(cache), "builder")}
+    results: dict[str, tuple[float, str, float, float]] = {}
+    for linker in lockfile.LINKERS:
+        for tag in sorted(every, reverse=True):  # children before parents; the base stays
+            dk.remove_image(tag)
+        env = {"INVOKE_COMPATBUILD_CACHE": str(cache), "INVOKE_COMPATBUILD_OUT": str(work / f"out-{linker}")}
+        image = run(invoke("image", "--no-cache", "--lock", str(lock), "--linker", linker), env)
+        built = stage_times()
+        target = cache / "targets" / lockfile.load(lock).target.name
+        for old in target.glob("plugin-*"):
+            shutil.rmtree(old)
+        build = invoke("build", "--lock", str(lock), "--linker", linker, "--crate", str(crate))
+        first = run(build, env)
+        (crate / "src" / "lib.rs").touch()
+        warm = statistics.median(run(build, env) for _ in range(3) if (crate / "src" / "lib.rs").touch() is None)
+        results[linker] = (image, built, first, warm)
+    for linker, (image, built, first, warm) in results.items():
+        rows.append((f"linker `{linker}`: `invoke image`, cold (built: {built})", f"{image:.0f} s", "", ""))
+        rows.append((f"linker `{linker}`: first `invoke build` of the plugin", f"{first:.1f} s", "", ""))
+        rows.append((f"linker `{linker}`: `invoke build`, one file touched", f"{warm:.2f} s", "", ""))
+    llvm, lld = results["llvm"], results["rust-lld"]
+    rows.append(("cold image to first library, rust-lld vs llvm (test profile)", f"{lld[0] + lld[2]:.0f} s",
+                 f"llvm {llvm[0] + llvm[2]:.0f} s", f"{(lld[0] + lld[2]) / (llvm[0] + llvm[2]):.2f}x"))
+    # the fix-up on a library exactly as the linker wrote it
+    env = {"INVOKE_COMPATBUILD_CACHE": str(cache), "INVOKE_COMPATBUILD_OUT": str(work / "out-unfixed")}
+    build_unfixed = invoke("build", "--lock", str(lock), "--crate", str(crate), "--no-fix-weak")
+    unfixed_build = run(build_unfixed, env)
+    [lib] = (work / "out-unfixed").rglob("libplugin.so")
+    times = []
+    for i in range(9):
+        copy = work / f"fix-{i}.so"
+        shutil.copyfile(lib, copy)
+        start = time.perf_counter()
+        report = fix_weak_needs(copy)
+        times.append(time.perf_counter() - start)
+        assert report.changed
+    again = statistics.median(_timed(lambda: fix_weak_needs(work / "fix-0.so")) for _ in range(9))
+    fix = statistics.median(times)
+    rows.append((f"weak-version fix-up, one library ({lib.stat().st_size / 1e6:.1f} MB)", f"{fix * 1000:.0f} ms",
+                 f"`invoke build` {unfixed_build:.2f} s", f"{fix / unfixed_build:.3f} of a build"))
+    rows.append(("weak-version fix-up, already fixed (reads only)", f"{again * 1000:.0f} ms", "", ""))
+    return rows
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def main(argv: list[str]) -> None:
-    which = argv or ["inputs", "image", "build"]
+    which = argv or ["inputs", "image", "build", "linkers"]
     benches = {"inputs": ("Trusted inputs", bench_inputs), "image": ("Builder image (test profile)", bench_image),
-               "build": ("build and smoke (test profile, warm image)", bench_build)}
+               "build": ("build and smoke (test profile, warm image)", bench_build),
+               "linkers": ("Linker strategies (test profile)", bench_linkers)}
     print(f"compatbuild benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; medians, one run")
     for name in which:
         title, fn = benches[name]

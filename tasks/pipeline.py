@@ -24,6 +24,8 @@ from pathlib import Path
 
 from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
+from tasks.crates.fixup import FixupReport
+from tasks.crates.floors import resolve_floors
 from tasks.crates.smoke import SmokeResult, smoke_in_image
 from tasks.errors import LockfileError
 from tasks.image import rpms, stages
@@ -104,27 +106,37 @@ def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = 
     base = stages.ensure_base(dk, lock, log)
     installed = rpms.installed_in_base(dk, base)
     packages = lock.target.packages or rpms.PACKAGES
-    rpms.refresh(lock.path, packages=tuple(packages) + rpms.SYSROOT_PACKAGES, installed=installed,
-                 fetch_bytes=lambda url: http.get_bytes(settings.mirror(url)), log=log)
-    return lockfile.load(lock.path)
+    repos = lock.target.repos or rpms.ARCHIVE_REPOS
+    rpms.refresh(lock.path, repos=repos, packages=tuple(packages) + rpms.SYSROOT_PACKAGES,
+                 installed=installed, fetch_bytes=lambda url: http.get_bytes(settings.mirror(url)),
+                 log=log, target=lock.target.name)
+    return lockfile.load(lock.path, lock.target.name, linker=lock.linker)
 
 
 def build(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
           features: str = "", extra_args: Sequence[str] = (), out: Path | None = None,
-          log: Log = print, on_line: Log = print) -> BuildResult:
+          fix_weak: bool = True, log: Log = print, on_line: Log = print) -> BuildResult:
     """The builder image, then ``crate``'s cdylibs built in it into ``<out>/<target name>/``.
 
     ``out`` defaults to ``settings.out``; cargo's output goes to ``on_line``, progress to
-    ``log``. See :func:`tasks.crates.build.build_crate` for what it raises.
+    ``log``; ``fix_weak`` runs the weak-version fix-up on each library (on by default).
+    See :func:`tasks.crates.build.build_crate` for what it raises.
     """
     tag = image(dk, lock, settings, "builder", log=log, on_line=on_line)
     return build_crate(dk, lock, settings, crate, image=tag, release=release, features=features,
-                       extra_args=extra_args, out=out, log=log, on_line=on_line)
+                       extra_args=extra_args, out=out, fix_weak=fix_weak, log=log, on_line=on_line)
 
 
-def audit(libraries: Sequence[Path], lock: Lockfile) -> list[LibraryAudit]:
-    """Each library's ELF audited against the lockfile's target glibc (no Docker)."""
-    return audit_paths(libraries, target_glibc=lock.target.glibc)
+def audit(libraries: Sequence[Path], lock: Lockfile, *,
+          fixups: Sequence[FixupReport] = ()) -> list[LibraryAudit]:
+    """Each library's ELF audited against the lockfile's target (no Docker).
+
+    The target's floors (:func:`tasks.crates.floors.resolve_floors`): its glibc, and for a
+    known target (fedora20, centos7, bullseye, bookworm) its libgcc_s, libstdc++ and libz
+    versions. ``fixups`` (``BuildResult.fixups``) let the report say what the fix-up changed.
+    """
+    floors = resolve_floors(lock.target.name, lock.target.glibc)
+    return audit_paths(libraries, floors=floors, fixups=fixups)
 
 
 def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,

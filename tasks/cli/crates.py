@@ -15,7 +15,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from tasks import pipeline
-from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, lock_of, reports_errors, settings
 from tasks.crates import audit as audit_lib
 from tasks.crates import build as build_lib
 from tasks.crates import fixup as fixup_lib
@@ -41,6 +41,10 @@ EXAMPLE_CRATE = PROJECT_ROOT / "examples" / "hello"
         "features": "cargo features to enable, comma-separated",
         "cargo_args": "extra arguments for cargo build, as one shell-quoted string",
         "json": "print a JSON summary (libraries and audit) instead of text",
+        "fix_weak": "mark weak the version needs whose references are all weak (default: yes; "
+        "--no-fix-weak keeps the linker's output as it is)",
+        "target": TARGET_HELP,
+        "linker": LINKER_HELP,
     },
 )
 @reports_errors
@@ -53,24 +57,29 @@ def build_(
     features: str = "",
     cargo_args: str = "",
     json: bool = False,
-) -> None:
-    """Build a crate's cdylibs in the glibc-2.18 builder image, copy them out, audit them."""
-    s = settings(c, lock)
+    fix_weak: bool = True,
+    target: str = "",
+    linker: str = "",
+) -> build_lib.BuildResult:
+    """Build a crate's cdylibs in the target's builder image (glibc 2.18 by default), audit them."""
+    s = settings(c, lock, target=target, linker=linker)
     if out:
         s = dataclasses.replace(s, out=Path(out).resolve())
-    lf = lockfile.load(s.lock)
+    lf = lock_of(s)
     result, audits = _build_and_audit(
         s, lf, Path(crate or EXAMPLE_CRATE), log=_stderr if json else print,
-        release=not debug, features=features, extra_args=_split(cargo_args),
+        release=not debug, features=features, extra_args=_split(cargo_args), fix_weak=fix_weak,
     )
     if json:
         print(jsonlib.dumps({"libraries": [str(p) for p in result.libraries], "image": result.image_tag,
-                             "audit": [a.to_dict() for a in audits]}, indent=2))
+                             "target": {"name": lf.target.name, "glibc": lf.target.glibc},
+                             "linker": lf.linker, "audit": [a.to_dict() for a in audits]}, indent=2))
     else:
         print(audit_lib.format_report(audits))
         for p in result.libraries:
             print(p)
     audit_lib.raise_on_violation(audits)
+    return result
 
 
 @task(
@@ -83,19 +92,24 @@ def build_(
         "json": "print the report as JSON, for CI",
         "fix": "first mark weak every version need whose references are all weak (edits each library)",
         "lock": LOCK_HELP,
+        "target": TARGET_HELP + "; its glibc, libgcc_s, libstdc++ and libz versions are the limits",
     },
 )
 @reports_errors
 def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: bool = False,
-           fix: bool = False, lock: str = "") -> None:
-    """Read each library's ELF: glibc versions needed, too-new symbols, DT_NEEDED, RPATH."""
-    s = settings(c, lock)
-    target = glibc or lockfile.load(s.lock).target.glibc
-    paths = [Path(p) for p in path] if path else build_lib.last_build(s.out).libraries
+           fix: bool = False, lock: str = "", target: str = "") -> list[audit_lib.LibraryAudit]:
+    """Read each library's ELF: versions needed (glibc, GCC, GLIBCXX, CXXABI) vs the target, DT_NEEDED."""
+    s = settings(c, lock, target=target)
+    lf = lock_of(s)
+    paths = [Path(p) for p in path] if path else build_lib.last_build(s.out, lf.target.name).libraries
     fixups = [fixup_lib.fix_weak_needs(p) for p in paths] if fix else []
-    audits = audit_lib.audit_paths(paths, target_glibc=target, fixups=fixups)
+    if glibc:
+        audits = audit_lib.audit_paths(paths, target_glibc=glibc, fixups=fixups)
+    else:
+        audits = pipeline.audit(paths, lf, fixups=fixups)
     print(audit_lib.report_json(audits) if json else audit_lib.format_report(audits))
     audit_lib.raise_on_violation(audits)
+    return audits
 
 
 @task(
@@ -108,14 +122,15 @@ def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: boo
         "sysroot": "run under this folder's glibc via its own loader instead of Docker",
         "current": "also load on this machine's current glibc (default: yes)",
         "lock": LOCK_HELP,
+        "target": TARGET_HELP,
     },
 )
 @reports_errors
 def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: str = "",
-           current: bool = True, lock: str = "") -> None:
+           current: bool = True, lock: str = "", target: str = "") -> list[smoke_lib.SmokeResult]:
     """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one)."""
-    s = settings(c, lock)
-    lf = lockfile.load(s.lock)
+    s = settings(c, lock, target=target)
+    lf = lock_of(s)
     if lib:
         libs = [Path(p).resolve() for p in lib]
     else:
@@ -123,12 +138,13 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
     sym = symbol or None
     if sysroot:
         print(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
-        smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=print)
+        results = smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=print)
     else:
-        pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym)
+        results = pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym)
     if current:
         print(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
-        smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)
+        results += smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)
+    return results
 
 
 def _last_or_example(s: Settings, lf: lockfile.Lockfile) -> list[Path]:
@@ -148,21 +164,24 @@ def _build_and_audit(
 ) -> tuple[build_lib.BuildResult, list[audit_lib.LibraryAudit]]:
     """Build ``crate`` in the builder image and audit what it produced against the target."""
     result = pipeline.build(docker_client.connect(), lf, s, crate, log=log, on_line=log, **cargo)
-    return result, pipeline.audit(result.libraries, lf)
+    return result, pipeline.audit(result.libraries, lf, fixups=result.fixups)
 
 
 @task(
     auto_shortflags=False,
     name="sysroot",
-    help={"dest": "folder to create (default: <cache>/sysroot-<target>)", "lock": LOCK_HELP},
+    help={"dest": "folder to create (default: <cache>/sysroot-<target>)", "lock": LOCK_HELP,
+          "target": TARGET_HELP},
 )
 @reports_errors
-def sysroot_(c: Context, dest: str = "", lock: str = "") -> None:
+def sysroot_(c: Context, dest: str = "", lock: str = "", target: str = "") -> Path:
     """Unpack the pinned glibc RPMs into a sysroot, for `invoke smoke --sysroot` without Docker."""
-    s = settings(c, lock)
-    lf = lockfile.load(s.lock)
+    s = settings(c, lock, target=target)
+    lf = lock_of(s)
     where = Path(dest).resolve() if dest else s.cache / f"sysroot-{lf.target.name}"
-    print(sysroot_lib.make_sysroot(lf, Store(s.cache), where))
+    made = sysroot_lib.make_sysroot(lf, Store(s.cache), where)
+    print(made)
+    return made
 
 
 def _split(args: str) -> list[str]:

@@ -9,7 +9,7 @@ from invoke.context import Context
 from invoke.tasks import Task, task
 
 from tasks import pipeline
-from tasks.cli.common import LOCK_HELP, reports_errors, settings
+from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, lock_of, reports_errors, settings
 from tasks.image import docker_client, stages
 from tasks.inputs import lockfile
 from tasks.store import Store
@@ -20,15 +20,16 @@ from tasks.store import Store
     name="rpms",
     help={
         "lock": LOCK_HELP,
-        "refresh": "re-resolve the Fedora 20 pin set from the archive (needs the internet "
-        "and Docker) and rewrite the lockfile's [[rpm]] entries",
+        "refresh": "re-resolve the target's pin set from its repos (needs the internet "
+        "and Docker) and rewrite its [[rpm]] entries in the lockfile",
+        "target": TARGET_HELP,
     },
 )
 @reports_errors
-def rpms_(c: Context, lock: str = "", refresh: bool = False) -> None:
-    """Fetch and verify the pinned Fedora 20 RPMs; --refresh re-pins them from the archive."""
-    s = settings(c, lock)
-    lf = lockfile.load(s.lock)
+def rpms_(c: Context, lock: str = "", refresh: bool = False, target: str = "") -> None:
+    """Fetch and verify the target's pinned RPMs; --refresh re-pins them from its repositories."""
+    s = settings(c, lock, target=target)
+    lf = lock_of(s)
     if refresh:
         lf = pipeline.refresh_rpm_pins(docker_client.connect(), lf, s)
     if not lf.rpms:
@@ -38,15 +39,15 @@ def rpms_(c: Context, lock: str = "", refresh: bool = False) -> None:
 
 
 def _image_task(upto: str, doc: str) -> Task[Any]:
-    def body(c: Context, lock: str = "", no_cache: bool = False) -> None:
-        s = settings(c, lock)
-        lf = lockfile.load(s.lock)
-        tag = pipeline.image(docker_client.connect(), lf, s, upto, nocache=no_cache)
+    def body(c: Context, lock: str = "", no_cache: bool = False, target: str = "", linker: str = "") -> str:
+        s = settings(c, lock, target=target, linker=linker)
+        tag = pipeline.image(docker_client.connect(), lock_of(s), s, upto, nocache=no_cache)
         print(tag)
+        return tag
 
     body.__doc__ = doc
     name = "image" if upto == "builder" else upto
-    flags = {"lock": LOCK_HELP,
+    flags = {"lock": LOCK_HELP, "target": TARGET_HELP, "linker": LINKER_HELP,
              "no_cache": "build missing stages without Docker's layer cache (existing tags are still used)"}
     return task(name=name, help=flags, auto_shortflags=False)(reports_errors(body))  # type: ignore[no-any-return]
 
@@ -63,7 +64,7 @@ rust_ = _image_task("rust", "Build the image stages up to the pinned Rust toolch
     name="images",
     help={
         "lock": LOCK_HELP,
-        "prune": "remove compatbuild images that the current lockfile no longer names",
+        "prune": "remove compatbuild images that the current lockfile no longer names (any target or linker)",
     },
 )
 @reports_errors
@@ -72,10 +73,13 @@ def images_(c: Context, lock: str = "", prune: bool = False) -> None:
     s = settings(c, lock)
     dk = docker_client.connect()
     if prune:
-        lf = lockfile.load(s.lock)
         store = Store(s.cache)
-        keep = {p.tag for up in ("builder", "smoke") for p in stages.plan(lf, store, up)}
-        keep.add(stages.base_tag(lf))
+        keep: set[str] = set()
+        for name in lockfile.load(s.lock).targets:  # every target, under either linker strategy
+            for linker in lockfile.LINKERS:
+                lf = lockfile.load(s.lock, name, linker=linker)
+                keep |= {p.tag for up in ("builder", "smoke", "llvm") for p in stages.plan(lf, store, up)}
+                keep.add(stages.base_tag(lf))
         removed = stages.prune(dk, keep)
         print(f"Removed {len(removed)} image tag(s)")
         return

@@ -35,6 +35,7 @@ from tasks.atomic import copy_atomic, write_atomic
 from tasks.crates import uptodate
 from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.crates.fetch import cargo_error, ensure_fetched
+from tasks.crates.fixup import FixupReport, fix_weak_needs
 from tasks.crates.sources import Sources, find_sources
 from tasks.errors import CargoError, CrateError, OutputError
 from tasks.image.docker_client import Docker
@@ -57,6 +58,7 @@ class BuildResult:
     image_tag: str
     crate: CrateInfo
     seconds: float = 0.0
+    fixups: tuple[FixupReport, ...] = ()  # the weak-version fix-up of each library, when on
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,18 @@ def build_crate(
     features: str = "",
     extra_args: Sequence[str] = (),
     out: Path | None = None,
+    fix_weak: bool = True,
     log: Log = print,
     on_line: Log = print,
 ) -> BuildResult:
     """Build ``crate``'s cdylibs in the builder ``image`` (a tag; it must exist).
 
     The libraries are copied into ``<out>/<target name>/`` (``out`` defaults to
-    ``settings.out``) and recorded there in last-build.json. Raises CrateError (not a
-    cdylib crate, unusable path), CargoError (fetch or build failed), OutputError.
+    ``settings.out``) and recorded there in last-build.json. With ``fix_weak`` (the
+    default) each copy then goes through the weak-version fix-up
+    (:func:`tasks.crates.fixup.fix_weak_needs`): version needs whose references are all
+    weak are marked weak, as lld 23 will. Raises CrateError (not a cdylib crate, unusable
+    path), CargoError (fetch or build failed), OutputError, FixupError.
     """
     started = time.monotonic()
     info = inspect_crate(crate)
@@ -124,11 +130,16 @@ def build_crate(
     out_dir = output_dir(out or settings.out, lock)
     outputs_root = Path(out or settings.out).expanduser().resolve()  # every target's copies
     inputs = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(outputs_root, settings.cache))
+    inputs["fix_weak"] = fix_weak
     libraries = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
+    fresh = libraries is None
     if libraries is None:
         libraries = _cargo_build(dk, image, info, cmd, target, out_dir, log=log, on_line=on_line,
                                  volumes=volumes, workdir=workdir, user=user, glibc=lock.target.glibc)
-        uptodate.record(target, inputs, libraries)
+    # on a fresh copy this edits it; on a stamped one it only reads (nothing left to change)
+    fixups = tuple(fix_weak_needs(p) for p in libraries) if fix_weak else ()
+    if fresh:
+        uptodate.record(target, inputs, libraries)  # the stamp holds the fixed-up bytes
         for p in libraries:
             log(f"Built {p}")
     seconds = time.monotonic() - started
@@ -143,7 +154,7 @@ def build_crate(
         "seconds": round(seconds, 1),
     }
     write_atomic(out_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
-    return BuildResult(libraries, out_dir, image, info, seconds)
+    return BuildResult(libraries, out_dir, image, info, seconds, fixups)
 
 
 def _cargo_build(dk: Docker, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,

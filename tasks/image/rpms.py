@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import tomllib
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -269,9 +270,16 @@ def refresh(
     fetch_bytes: FetchBytes = http.get_bytes,
     log: Log = print,
     sysroot: Sequence[str] = SYSROOT_PACKAGES,
+    target: str | None = None,
 ) -> list[Rpm]:
-    """Resolve ``packages`` against ``repos`` and rewrite the lockfile's ``[[rpm]]`` tables."""
-    lockfile.load(lock_path)  # refuse to edit a lockfile that is already broken
+    """Resolve ``packages`` against ``repos`` and rewrite ``target``'s ``[[rpm]]`` tables.
+
+    In a lockfile with several targets the new tables say ``target = "<name>"`` and the
+    other targets' pins are kept as they are.
+    """
+    current = lockfile.load(lock_path, target)  # refuse to edit a lockfile that is already broken
+    name = current.target.name
+    scoped = len(current.targets) > 1
     loaded = []
     for base in repos:
         log(f"Reading repository metadata from {base}")
@@ -284,19 +292,26 @@ def refresh(
                            "and the lockfile pins sha256")
     pins = [Rpm(p.name, p.url, p.checksum) for p in chosen]
 
+    default = str(tomllib.loads(lock_path.read_text(encoding="utf-8")).get("default_target") or name)
+
     def edit(doc: tomlkit.TOMLDocument) -> None:
         aot = tomlkit.aot()
+        for old in doc.get("rpm", []):  # other targets' pins stay
+            if str(old.get("target") or default) != name:
+                aot.append(old)
         for p, pin in zip(chosen, pins, strict=True):
             t = tomlkit.table()
+            if scoped:
+                t["target"] = name
             t.update({"name": pin.name, "url": pin.url, "sha256": pin.sha256})
             t.comment(f"{p.nevra}, {p.size / 1e6:.1f} MB")
             aot.append(t)
-        if pins:
+        if len(aot):
             doc["rpm"] = aot
         elif "rpm" in doc:
             del doc["rpm"]
 
     rewrite(lock_path, edit)  # under the lockfile's lock; comments and mode kept
-    log(f"Pinned {len(pins)} Fedora 20 packages ({sum(p.size for p in chosen) / 1e6:.1f} MB)")
+    log(f"Pinned {len(pins)} packages for {name} ({sum(p.size for p in chosen) / 1e6:.1f} MB)")
     return pins
 
