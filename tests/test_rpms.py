@@ -469,7 +469,7 @@ def test_refresh_pins_the_closure_into_the_lockfile(
     assert "[[rpm]] # gcc-4.8.3-7.fc20.x86_64" in lock.read_text()
     sizes = {p.filename: len(p.body) for p in RELEASES + UPDATES}
     size = sum(sizes[r.filename] for r in pins) / 1e6
-    assert lines[-1] == f"Pinned 14 Fedora 20 packages ({size:.1f} MB)"
+    assert lines[-1] == f"Pinned 14 packages for fedora20 ({size:.1f} MB)"
     assert lines[:2] == [f"Reading repository metadata from {u}" for u in repos]
     # and every pin really fetches and verifies through tasks.inputs.download
     store = Store(tmp_path / "cache")
@@ -641,3 +641,16 @@ def test_refresh_against_the_real_fedora_20_archive(lock: Path) -> None:
     assert next(r for r in pins if r.name == "glibc").filename.startswith("glibc-2.18-")
     assert load(lock).rpms == tuple(pins)
     assert lines[-1].startswith(f"Pinned {len(pins)} Fedora 20 packages (")
+
+
+def test_refresh_of_one_target_keeps_the_other_targets_pins(lock: Path, repos: tuple[str, str]) -> None:
+    """The default lockfile has two targets: each refresh rewrites only its own [[rpm]]s."""
+    base = {*BASE, "kernel-headers = 3.19.8-100.fc20"}
+    f20 = rpms.refresh(lock, repos=repos, packages=WANTED, installed=base, log=lambda _: None)
+    c7 = rpms.refresh(lock, repos=repos, packages=["make"], installed=base, log=lambda _: None,
+                      target="centos7")
+    assert {r.target for r in f20} == {"fedora20"} and {r.target for r in c7} == {"centos7"}
+    assert load(lock).rpms == tuple(f20)  # the default target's, untouched by the second refresh
+    assert load(lock, "centos7").rpms == tuple(c7)
+    again = rpms.refresh(lock, repos=repos, packages=WANTED, installed=base, log=lambda _: None)
+    assert again == f20 and load(lock, "centos7").rpms == tuple(c7)

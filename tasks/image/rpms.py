@@ -290,7 +290,7 @@ def refresh(
         if p.checksum_type != "sha256":
             raise RpmError(f"{p.nevra}: the repository lists only a {p.checksum_type} checksum, "
                            "and the lockfile pins sha256")
-    pins = [Rpm(p.name, p.url, p.checksum) for p in chosen]
+    pins = [Rpm(p.name, p.url, p.checksum, name if scoped else "") for p in chosen]
 
     default = str(tomllib.loads(lock_path.read_text(encoding="utf-8")).get("default_target") or name)
 
