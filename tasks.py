@@ -28,7 +28,7 @@ from tasks.cli import (  # noqa: E402
     build,
     download,
     image,
-    images_,
+    images,
     llvm,
     lock,
     ns,
@@ -40,7 +40,6 @@ from tasks.cli import (  # noqa: E402
     verify,
 )
 
-images = images_
 __all__ = ["ns", "download", "verify", "lock", "rpms", "image", "llvm", "rust", "images", "build",
            "audit", "smoke", "sysroot", "test_profile", "release"]
 

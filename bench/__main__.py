@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks.image import stages  # noqa: E402
-from tasks.image.docker_client import connect  # noqa: E402
+from tasks.builder import stages  # noqa: E402
+from tasks.builder.docker_client import connect  # noqa: E402
 from tasks.inputs import lockfile  # noqa: E402
 from tasks.store import Store, sha256_file  # noqa: E402
 from tests import profile as tp  # noqa: E402

@@ -22,14 +22,14 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from tasks.builder import rpms, stages
+from tasks.builder.docker_client import Docker
 from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
 from tasks.crates.fixup import FixupReport
 from tasks.crates.floors import resolve_floors
 from tasks.crates.smoke import SmokeResult, smoke_in_image
 from tasks.errors import LockfileError
-from tasks.image import rpms, stages
-from tasks.image.docker_client import Docker
 from tasks.inputs import download, http, lockfile, verify
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings

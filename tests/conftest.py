@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from tasks.builder.docker_client import Docker, connect
 from tasks.crates.sysroot import make_sysroot_from_debs
 from tasks.errors import DockerError
-from tasks.image.docker_client import Docker, connect
 from tasks.settings import Settings
 from tasks.store import Store
 from tests import profile as tp

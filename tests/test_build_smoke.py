@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from tasks import pipeline
+from tasks.builder.docker_client import Docker
 from tasks.crates import smoke
 from tasks.crates.audit import audit_library, format_report
 from tasks.crates.build import RECORD, BuildResult, last_build, target_dir
 from tasks.crates.crate import inspect_crate
 from tasks.crates.smoke import SmokeResult
 from tasks.errors import CargoError, CompatError, CrateError, OutputError, SmokeError
-from tasks.image.docker_client import Docker
 from tasks.inputs import lockfile
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings

@@ -8,8 +8,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from tasks.builder import rpms
 from tasks.errors import DownloadError
-from tasks.image import rpms
 from tasks.inputs import http
 
 

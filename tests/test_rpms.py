@@ -1,4 +1,4 @@
-"""tasks.image.rpms against fake Fedora 20 repositories served from loopback.
+"""tasks.builder.rpms against fake Fedora 20 repositories served from loopback.
 
 The repositories are built here, shaped like the real ones: a ``repodata/repomd.xml``
 naming a gzipped (or xz) ``primary.xml`` in the common/rpm namespaces, with versioned
@@ -28,10 +28,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from tasks.atomic import lock_for
+from tasks.builder import rpms
+from tasks.builder.docker_client import Docker, connect
+from tasks.builder.rpms import Dep, Evr, parse_evr, parse_installed, rpmvercmp, satisfies
 from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch, RpmError
-from tasks.image import rpms
-from tasks.image.docker_client import Docker, connect
-from tasks.image.rpms import Dep, Evr, parse_evr, parse_installed, rpmvercmp, satisfies
 from tasks.inputs import download, http
 from tasks.inputs.lockfile import load
 from tasks.store import Store

@@ -11,7 +11,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from tasks.image import stages
+from tasks.builder import stages
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT
 from tasks.store import Store, sha256_file

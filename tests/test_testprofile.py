@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import pytest
 
 from tasks import errors
+from tasks.builder.docker_client import Docker
 from tasks.errors import DockerError, HashMismatch, ProfileError
-from tasks.image.docker_client import Docker
 from tasks.inputs import lockfile
 from tasks.inputs.lockfile import Resource
 from tasks.store import Store

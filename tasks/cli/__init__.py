@@ -15,9 +15,9 @@ from tasks.settings import DEFAULTS
 ns = Collection()
 ns.configure({"compatbuild": dict(DEFAULTS)})
 
-from tasks.cli import crates, images, inputs  # noqa: E402
+from tasks.cli import builder, crates, inputs  # noqa: E402
 
-for module in (inputs, images, crates):
+for module in (inputs, builder, crates):
     for t in module.TASKS:
         ns.add_task(t)
 
@@ -28,12 +28,12 @@ rpms = ns.tasks["rpms"]
 image = ns.tasks["image"]
 llvm = ns.tasks["llvm"]
 rust = ns.tasks["rust"]
-images_ = ns.tasks["images"]
+images = ns.tasks["images"]
 build = ns.tasks["build"]
 audit = ns.tasks["audit"]
 smoke = ns.tasks["smoke"]
 sysroot = ns.tasks["sysroot"]
 test_profile = ns.tasks["test-profile"]
 
-__all__ = ["ns", "download", "verify", "lock", "rpms", "image", "llvm", "rust", "images_", "build",
+__all__ = ["ns", "download", "verify", "lock", "rpms", "image", "llvm", "rust", "images", "build",
            "audit", "smoke", "sysroot", "test_profile"]

@@ -15,6 +15,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from tasks import pipeline
+from tasks.builder import docker_client
 from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, lock_of, reports_errors, settings
 from tasks.crates import audit as audit_lib
 from tasks.crates import build as build_lib
@@ -22,7 +23,6 @@ from tasks.crates import fixup as fixup_lib
 from tasks.crates import smoke as smoke_lib
 from tasks.crates import sysroot as sysroot_lib
 from tasks.errors import CompatError, ConfigError
-from tasks.image import docker_client
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store

@@ -32,13 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from tasks.atomic import copy_atomic, write_atomic
+from tasks.builder.docker_client import Docker
 from tasks.crates import uptodate
 from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.crates.fetch import cargo_error, ensure_fetched
 from tasks.crates.fixup import FixupReport, fix_weak_needs
 from tasks.crates.sources import Sources, find_sources
 from tasks.errors import CargoError, CrateError, OutputError
-from tasks.image.docker_client import Docker
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
 

@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tasks.atomic import read_stamp, write_atomic
+from tasks.builder.docker_client import Docker
 from tasks.crates.sources import Sources
 from tasks.errors import CargoError
-from tasks.image.docker_client import Docker
 from tasks.store import key_of
 
 STAMPS = ".compatbuild-fetched"

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.atomic import ensure_file, write_atomic
+from tasks.builder.docker_client import Docker
+from tasks.builder.stages import DOCKER_DIR
 from tasks.crates.sysroot import STAMP as SYSROOT_STAMP
 from tasks.errors import SmokeError, SysrootError
-from tasks.image.docker_client import Docker
-from tasks.image.stages import DOCKER_DIR
 from tasks.inputs.lockfile import Lockfile
 from tasks.store import sha256_file
 

@@ -10,7 +10,7 @@ from the local rustup toolchain. The same stage Dockerfiles then run on them for
 It is test support, not a pipeline step: ``tests/conftest.py`` and the ``test-profile``
 task import it. It makes nothing with mechanisms of its own: downloads go through
 :func:`tasks.inputs.download.fetch` into a :class:`tasks.store.Store`, Docker through
-:mod:`tasks.image.docker_client`, every output through :mod:`tasks.atomic`, and its errors
+:mod:`tasks.builder.docker_client`, every output through :mod:`tasks.atomic`, and its errors
 are :class:`tasks.errors.ProfileError`. The shell scripts and CMake trees it packs are real
 files under ``files/``.
 

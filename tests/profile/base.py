@@ -3,7 +3,7 @@
 :func:`build_base_image` debootstraps a minbase root filesystem with a C/C++ toolchain (and
 clang-11/lld-11 for the llvm stage), slims it, caches it as a tarball (written through
 :func:`tasks.atomic.ensure_file`) and imports it with
-:meth:`tasks.image.docker_client.Docker.import_image`, with the image's PATH and a label
+:meth:`tasks.builder.docker_client.Docker.import_image`, with the image's PATH and a label
 keyed by its inputs. It does nothing, silently, when the tag exists.
 """
 
@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from tasks.atomic import ensure_file, lock_for
+from tasks.builder.docker_client import Docker, connect
 from tasks.errors import ProfileError
-from tasks.image.docker_client import Docker, connect
 from tests.profile.sources import DEBIAN_MIRROR
 
 BASE_TAG = "compatbuild-test/bullseye:base"
@@ -50,7 +50,7 @@ def build_base_image(
     Does nothing when ``tag`` exists. The root filesystem tarball is cached in ``workdir``,
     so a rebuild after ``docker rmi`` only re-imports it. ``with_llvm`` adds clang-11 and
     lld-11, which the test profile's llvm stage installs as clang, clang++ and ld.lld.
-    ``dk`` defaults to a new :func:`~tasks.image.docker_client.connect`.
+    ``dk`` defaults to a new :func:`~tasks.builder.docker_client.connect`.
     """
     dk = dk or connect()
     if found := image_id(dk, tag):

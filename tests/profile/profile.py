@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tasks.atomic import write_atomic
-from tasks.image.docker_client import Docker
+from tasks.builder.docker_client import Docker
 from tasks.store import Store, sha256_file
 from tests.profile.base import BASE_TAG, build_base_image
 from tests.profile.fixtures import make_cmake_tarball, make_llvm_tarballs, make_make_tarball

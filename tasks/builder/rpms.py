@@ -6,7 +6,7 @@ image already meets is left out, by name, provide or file *and version* (``rpm -
 checks versions too: a pinned glibc needing ``glibc-common = 2.18-19.fc20`` pins it when
 the base has 2.18-11). Sysroot packages are pinned even when installed: the sysroot is
 unpacked from their files. Only :func:`installed_in_base` needs Docker. Version comparison
-(:func:`rpmvercmp`, :func:`evrcmp`, :func:`satisfies`) lives in :mod:`tasks.image.rpmver`.
+(:func:`rpmvercmp`, :func:`evrcmp`, :func:`satisfies`) lives in :mod:`tasks.builder.rpmver`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from urllib.parse import urljoin
 
 import tomlkit
 
+from tasks.builder.docker_client import Docker
+from tasks.builder.rpmver import EQ, FLAGS, Dep, Evr, evrcmp, parse_evr, satisfies
+from tasks.builder.rpmver import rpmvercmp as rpmvercmp  # re-exported: tests use tasks.builder.rpms.rpmvercmp
 from tasks.errors import DockerError, HashMismatch, RpmError
-from tasks.image.docker_client import Docker
-from tasks.image.rpmver import EQ, FLAGS, Dep, Evr, evrcmp, parse_evr, satisfies
-from tasks.image.rpmver import rpmvercmp as rpmvercmp  # re-exported: tests use tasks.image.rpms.rpmvercmp
 from tasks.inputs import http, lockfile
 from tasks.inputs.lockfile import Rpm
 from tasks.inputs.lockwrite import rewrite

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.builder.docker_client import LABEL_PREFIX, Docker
 from tasks.errors import DockerError, LockfileError
-from tasks.image.docker_client import LABEL_PREFIX, Docker
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import PROJECT_ROOT
 from tasks.store import Store

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from tasks import pipeline
+from tasks.builder import stages
+from tasks.builder.docker_client import Docker
 from tasks.errors import StageBuildError
-from tasks.image import stages
-from tasks.image.docker_client import Docker
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store, sha256_file

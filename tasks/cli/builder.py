@@ -1,4 +1,4 @@
-"""Tasks for the builder image: rpms, image, llvm, rust, images, test-profile."""
+"""Tasks for the builder image (tasks/builder): rpms, image, llvm, rust, images, test-profile."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from invoke.context import Context
 from invoke.tasks import Task, task
 
 from tasks import pipeline
+from tasks.builder import docker_client, stages
 from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, lock_of, reports_errors, settings
-from tasks.image import docker_client, stages
 from tasks.inputs import lockfile
 from tasks.store import Store
 
