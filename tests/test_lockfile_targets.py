@@ -101,4 +101,4 @@ def test_the_default_lockfile_is_schema_2_with_its_target_and_linker() -> None:
     assert (lock.schema, lock.target.name, lock.target.glibc, lock.linker) == (2, "fedora20", "2.18", "rust-lld")
     assert lock.targets == ("fedora20", "centos7")
     assert lockfile.load(PROJECT_ROOT / "rsrc.lock.toml", target="centos7").base.image == "docker.io/library/centos:7"
-    assert lock.base.pull_ref.startswith("docker.io/library/fedora:20@sha256:")
+    assert lock.base.pull_ref == f"docker.io/library/fedora@{lock.base.digest}"  # name@digest, no tag

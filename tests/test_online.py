@@ -1,7 +1,8 @@
 """The real pipeline, end to end, from the default lockfile's upstream pins.
 
 Needs the internet (llvm.org, gnu.org, GitHub, static.rust-lang.org, Fedora's archive,
-Docker Hub) and hours for the LLVM stage; skipped unless COMPATBUILD_ONLINE=1.
+Docker Hub, CentOS's vault) and, for the llvm linker, hours for the LLVM stage; skipped unless
+COMPATBUILD_ONLINE=1.
 """
 
 from __future__ import annotations
@@ -24,8 +25,14 @@ def invoke(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=6 * 3600)
 
 
-def test_default_lockfile_builds_the_fedora20_image_and_a_crate_that_loads_on_glibc_2_18(tmp_path: Path) -> None:
-    env = {"INVOKE_COMPATBUILD_OUT": str(tmp_path / "out")}
+@pytest.mark.parametrize(("target", "glibc", "linker"), [
+    ("fedora20", "2.18", "rust-lld"), ("fedora20", "2.18", "llvm"), ("centos7", "2.17", "rust-lld"),
+])
+def test_default_lockfile_builds_the_target_image_and_a_crate_that_loads_on_its_glibc(
+    tmp_path: Path, target: str, glibc: str, linker: str,
+) -> None:
+    env = {"INVOKE_COMPATBUILD_OUT": str(tmp_path / "out"), "INVOKE_COMPATBUILD_TARGET": target,
+           "INVOKE_COMPATBUILD_LINKER": linker}
     lock = tmp_path / "rsrc.lock.toml"
     lock.write_text((PROJECT_ROOT / "rsrc.lock.toml").read_text())
     for step in (["download", "--lock", str(lock)], ["verify", "--lock", str(lock)],
@@ -36,6 +43,7 @@ def test_default_lockfile_builds_the_fedora20_image_and_a_crate_that_loads_on_gl
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["audit"] and all(a["ok"] for a in report["audit"])
+    assert report["target"] == {"name": target, "glibc": glibc}
     r = invoke("smoke", "--lock", str(lock), env=env)
     assert r.returncode == 0, r.stderr
-    assert "fedora20 (glibc 2.18)" in r.stdout and "hello from compatbuild" in r.stdout
+    assert f"{target} (glibc {glibc})" in r.stdout and "hello from compatbuild" in r.stdout

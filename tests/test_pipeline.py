@@ -91,3 +91,53 @@ def test_a_missing_stage_ensures_the_base_once_then_fetches_then_builds(
     calls.clear()
     pipeline.image(FakeDocker(set()), dataclasses.replace(lf, linker="llvm"), settings(tmp_path), "builder")
     assert calls == ["base", "inputs clang cmake lld llvm make rpms rust", "build 6 stages"]
+
+
+class PullingDocker(FakeDocker):
+    """Has no image at all; records pulls and tags, answering a pull with a made-up image."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.pulls: list[str] = []
+        self.tags: list[tuple[str, str]] = []
+
+    def pull(self, ref: str) -> Any:
+        self.pulls.append(ref)
+        return type("Image", (), {"id": "sha256:" + "c" * 64})()
+
+    def tag(self, image_id: str, ref: str) -> None:
+        self.tags.append((image_id, ref))
+
+
+def test_the_centos7_target_pulls_centos_7_by_digest_and_gets_its_own_tags(tmp_path: Path) -> None:
+    """What a glibc 2.17 build asks of Docker, checked offline (the real run is `online`)."""
+    c7 = lockfile.load(LOCK, target="centos7")
+    f20 = lockfile.load(LOCK)
+    dk = PullingDocker()
+    tag = stages.ensure_base(dk, c7, log=lambda _: None)
+    digest = "sha256:be65f488b7764ad3638f236b7b515b3678369a5124c47b8d32916d6487418ea4"
+    assert dk.pulls == [f"docker.io/library/centos@{digest}"]
+    assert dk.tags == [("sha256:" + "c" * 64, tag)] and tag != stages.base_tag(f20)
+    store = Store(tmp_path / "cache")
+    c7_plans = {p.stage.name: p for p in stages.plan(c7, store, "builder")}
+    f20_plans = {p.stage.name: p for p in stages.plan(f20, store, "builder")}
+    assert c7_plans.keys() == f20_plans.keys() == {"rpms", "rust", "builder"}  # the same stages
+    assert all(c7_plans[n].tag != f20_plans[n].tag for n in c7_plans)  # never each other's images
+
+
+def test_the_centos7_pins_come_from_the_vault_by_the_same_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks.builder import rpms
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(stages, "ensure_base", lambda *a, **k: "compatbuild/base:c7")
+    monkeypatch.setattr(rpms, "installed_in_base", lambda dk, image: set())
+    monkeypatch.setattr(rpms, "refresh", lambda path, **kw: seen.update(kw) or [])
+    lock = tmp_path / "rsrc.lock.toml"
+    lock.write_text(LOCK.read_text())
+    pipeline.refresh_rpm_pins(FakeDocker(set()), lockfile.load(lock, target="centos7"), settings(tmp_path, lock))
+    assert seen["target"] == "centos7"
+    assert seen["repos"] == ("https://vault.centos.org/7.9.2009/os/x86_64/",
+                             "https://vault.centos.org/7.9.2009/updates/x86_64/")
+    assert "glibc" in seen["packages"] and "gcc" in seen["packages"]

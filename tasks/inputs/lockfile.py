@@ -70,8 +70,10 @@ class BaseImage:
     @property
     def pull_ref(self) -> str:
         """The reference to pull: by digest when one is pinned."""
-        if self.digest:
-            return f"{self.image.split('@')[0]}@{self.digest}"
+        if self.digest:  # name@digest: a tag beside the digest is not a reference every client parses
+            name = self.image.split("@")[0]
+            head, _, last = name.rpartition("/")
+            return f"{head + '/' if head else ''}{last.split(':')[0]}@{self.digest}"
         return self.image
 
 
