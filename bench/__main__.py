@@ -285,18 +285,25 @@ def bench_linkers(work: Path) -> list[Row]:
                                                                       Store(cache), "builder")
             if p.stage.name not in ("rpms",)}
     results: dict[str, tuple[float, str, float, float]] = {}
+    builds: dict[str, tuple[list[str], dict[str, str]]] = {}
     try:
         for linker in lockfile.LINKERS:
             env = {"INVOKE_COMPATBUILD_CACHE": str(cache), "INVOKE_COMPATBUILD_OUT": str(work / f"out-{linker}")}
             image = run(invoke("image", "--no-cache", "--lock", str(variant), "--linker", linker), env)
             built = stage_times()
             build = invoke("build", "--lock", str(variant), "--linker", linker, "--crate", str(crate))
-            first = run(build, env)
-            warm = []
-            for _ in range(3):
-                (crate / "src" / "lib.rs").touch()
-                warm.append(run(build, env))
-            results[linker] = (image, built, first, statistics.median(warm))
+            builds[linker] = (build, env)
+            first = run(build, env)  # includes its image's own `cargo fetch`
+            results[linker] = (image, built, first, 0.0)
+
+        def touched(linker: str) -> float:
+            (crate / "src" / "lib.rs").touch()
+            return run(*builds[linker])
+
+        warm = interleave(5, **{linker.replace("-", "_"): (lambda ln=linker: touched(ln)) for linker in builds})
+        for linker in builds:
+            image, built, first, _ = results[linker]
+            results[linker] = (image, built, first, warm[linker.replace("-", "_")])
         env = {"INVOKE_COMPATBUILD_CACHE": str(cache), "INVOKE_COMPATBUILD_OUT": str(work / "out-unfixed")}
         (crate / "src" / "lib.rs").touch()
         unfixed_build = run(invoke("build", "--lock", str(variant), "--crate", str(crate), "--no-fix-weak"), env)
