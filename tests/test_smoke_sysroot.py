@@ -24,6 +24,8 @@ from tasks.crates.sysroot import STAMP, make_sysroot, make_sysroot_from_debs
 from tasks.errors import CompatError, LockfileError, OutputError, SmokeError
 from tasks.inputs.lockfile import load
 from tasks.store import Store, sha256_file
+from tests.gpgkeys import Keys, put
+from tests.rpmtools import signed_copy, small_rpm
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "hello"
@@ -200,15 +202,20 @@ def test_sysroot_dest_that_is_not_a_sysroot_is_refused_and_kept(tmp_path: Path) 
     assert sorted(p.name for p in project.iterdir()) == ["src"]
 
 
-def lockfile_with_rpms(path: Path, rpms: list[Path]) -> Path:
+KEY_URL = "https://keys.example.invalid/RPM-GPG-KEY-test"
+
+
+def lockfile_with_rpms(path: Path, rpms: list[Path], fingerprint: str = "0" * 40) -> Path:
+    """A schema 1 lockfile pinning ``rpms``, signed (rpm_key) by the key ``fingerprint``."""
     entries = "".join(
         f'[[rpm]]\nname = "{r.name.rsplit("-", 2)[0]}"\nurl = "file://{r}"\n'
         f'sha256 = "{sha256_file(r)}"\n\n'
         for r in rpms
     )
     path.write_text(
-        'schema = 1\n[target]\nname = "bullseye-as-fedora"\nglibc = "2.31"\n'
-        f'[base]\nimage = "local/x"\nid = "sha256:{"0" * 64}"\n\n{entries}'
+        'schema = 1\n[target]\nname = "bullseye-as-fedora"\nglibc = "2.31"\nrpm_key = "test"\n'
+        f'[base]\nimage = "local/x"\nid = "sha256:{"0" * 64}"\n\n'
+        f'[[key]]\nname = "test"\nurl = "{KEY_URL}"\nfingerprints = ["{fingerprint}"]\n\n{entries}'
     )
     return path
 
@@ -285,11 +292,13 @@ def build_rpm(work: Path, name: str, bullseye: Path) -> Path:
 
 
 def test_make_sysroot_from_pinned_rpms_in_fedora_layout(
-    bullseye: Path, native_hello: Path, old_c_lib: Path, tmp_path: Path, cache: Path
+    bullseye: Path, native_hello: Path, old_c_lib: Path, tmp_path: Path, cache: Path, keys: Keys
 ) -> None:
-    rpms = [build_rpm(tmp_path, n, bullseye) for n in ("glibc", "glibc-devel")]
-    lock = load(lockfile_with_rpms(tmp_path / "rsrc.lock.toml", rpms))
+    rpms = [signed_copy(r, tmp_path / r.name, keys.main, keys.ring.home)
+            for r in (build_rpm(tmp_path, n, bullseye) for n in ("glibc", "glibc-devel"))]
+    lock = load(lockfile_with_rpms(tmp_path / "rsrc.lock.toml", rpms, keys.main.fingerprint))
     store = Store(tmp_path / "cache")
+    put(store, keys.main.public, KEY_URL)
     with pytest.raises(CompatError, match="not in the cache; run `invoke download`"):
         make_sysroot(lock, store, tmp_path / "f20", packages=("glibc", "glibc-devel"))
     with pytest.raises(LockfileError, match="no RPM for glibc-headers, kernel-headers, libgcc"):
@@ -313,6 +322,23 @@ def test_make_sysroot_from_pinned_rpms_in_fedora_layout(
         smoke_sysroot([native_hello], dest, cache=cache)
     assert NOT_FOUND.search(str(err.value))
     assert str(dest / "lib64/libc.so.6") in str(err.value)
+
+
+def test_make_sysroot_refuses_an_unsigned_rpm_before_unpacking(
+    tmp_path: Path, keys: Keys
+) -> None:
+    from tasks.errors import RpmSignerError, RpmUnsigned
+
+    plain = small_rpm(tmp_path, "glibc", {"lib64/libc.so.6": b"not signed"}, version="2.18")
+    foreign = signed_copy(plain, tmp_path / "glibc-2.18-1.fc20.x86_64.rpm", keys.other, keys.ring.home)
+    for rpm, error in ((plain, RpmUnsigned), (foreign, RpmSignerError)):
+        lock = load(lockfile_with_rpms(tmp_path / "rsrc.lock.toml", [rpm], keys.main.fingerprint))
+        store = Store(tmp_path / f"cache-{error.exit_code}")
+        put(store, keys.main.public, KEY_URL)
+        put(store, rpm.read_bytes())
+        with pytest.raises(error, match=f"rpm {rpm.name}: "):
+            make_sysroot(lock, store, tmp_path / "sr", packages=("glibc",))
+        assert not (tmp_path / "sr").exists()
 
 
 def test_archive_links_cannot_lead_outside_the_sysroot(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from tasks.atomic import ensure_dir
 from tasks.crates.sysroot_tree import CHUNK
 from tasks.crates.sysroot_tree import Tree as _Tree
 from tasks.errors import CompatError, LockfileError, NotDownloaded, OutputError, SysrootError
+from tasks.inputs import rpmsig
 from tasks.inputs.lockfile import Lockfile, Rpm
 from tasks.store import Store, sha256_file
 
@@ -47,7 +48,11 @@ def make_sysroot(
     packages: Sequence[str] = DEFAULT_RPMS,
     log: Log = print,
 ) -> Path:
-    """Unpack the lockfile's pinned ``packages`` RPMs into ``dest``; return ``dest``."""
+    """Unpack the lockfile's pinned ``packages`` RPMs into ``dest``; return ``dest``.
+
+    Each RPM's signature is checked first against the target's ``rpm_key``
+    (:func:`tasks.inputs.rpmsig.check_rpms`; a stamp makes a re-check free).
+    """
     pins = _select_rpms(lock, packages)
     files: list[Path] = []
     for r in pins:
@@ -55,6 +60,7 @@ def make_sysroot(
         if not path.is_file():
             raise NotDownloaded(f"rpm {r.filename} is not in the cache; run `invoke download`")
         files.append(path)
+    rpmsig.check_rpms(lock, store, pins, log=log)  # signed by the target's pinned rpm_key
     material = {"kind": "rpm", "inputs": [[r.filename, r.sha256] for r in pins]}
 
     def fill(tree: _Tree) -> None:
