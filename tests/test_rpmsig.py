@@ -254,3 +254,24 @@ def test_refresh_without_rpm_key_is_refused_before_anything_runs(tmp_path: Path)
     settings = Settings(lock=path, cache=tmp_path / "cache", out=tmp_path / "out")
     with pytest.raises(LockfileError, match="names no rpm_key"):
         pipeline.refresh_rpm_pins(None, load(path), settings)  # type: ignore[arg-type]  # no Docker needed
+
+
+@pytest.mark.parametrize(("state", "code"), [("unsigned", 30), ("other", 31), ("payload", 32)])
+def test_invoke_rpms_exits_with_one_line_and_the_code_of_each_refusal(
+        rpms: dict[str, Path], keys: Keys, tmp_path: Path, state: str, code: int) -> None:
+    """`invoke rpms` fetches and checks the pins: what a user sees for each bad package."""
+    import os
+    import subprocess
+    import sys
+
+    key = tmp_path / "key.asc"
+    key.write_bytes(keys.main.public)
+    path = lock_for(tmp_path, {"hello": rpms[state]}, fingerprint=keys.main.fingerprint)
+    path.write_text(path.read_text().replace(KEY_URL, f"file://{key}"))
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "COMPATBUILD_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "invoke", "rpms", "--lock", str(path)], cwd=root,
+                       env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == code, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert f"rpm {rpms[state].name}: " in line and "Traceback" not in r.stderr
