@@ -129,3 +129,27 @@ class ProfileError(CompatError):
     """A test-profile input could not be made (missing tool, failed debootstrap, bad toolchain)."""
 
     exit_code = 20
+
+
+class RpmUnsigned(SignatureError):
+    """A pinned RPM carries no OpenPGP signature over its header (tasks/inputs/rpmsig.py)."""
+
+    exit_code = 30
+
+
+class RpmSignerError(SignatureError):
+    """A pinned RPM is signed, but not by the fingerprint its target's rpm_key pins."""
+
+    exit_code = 31
+
+
+class RpmTampered(SignatureError):
+    """A pinned RPM's signature or payload digest does not match its bytes: it was altered."""
+
+    exit_code = 32
+
+
+class RpmFormatError(SignatureError):
+    """A pinned file is not a readable RPM (lead, signature header or header is corrupt)."""
+
+    exit_code = 33

@@ -30,8 +30,8 @@ from tasks.crates.fixup import FixupReport
 from tasks.crates.floors import resolve_floors
 from tasks.crates.smoke import SmokeResult, smoke_in_image
 from tasks.errors import LockfileError
-from tasks.inputs import download, http, lockfile, verify
-from tasks.inputs.lockfile import Lockfile
+from tasks.inputs import download, http, lockfile, rpmsig, verify
+from tasks.inputs.lockfile import Key, Lockfile, Rpm
 from tasks.settings import Settings
 from tasks.store import Store
 
@@ -41,17 +41,21 @@ Log = Callable[[str], None]
 def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: Log = print) -> None:
     """Download and verify the named artifacts (and the pinned RPMs when 'rpms' is named).
 
-    One download pass and one verification pass over just those inputs; when all of them
+    One download pass and one verification pass over just those inputs — for RPMs, their
+    signatures by the target's ``rpm_key`` (:mod:`tasks.inputs.rpmsig`); when all of them
     are cached and verified already, nothing is printed.
     """
     wanted = set(names)
     artifacts = tuple(a for a in lock.artifacts if a.name in wanted)
     key_names = {a.key for a in artifacts if a.key}
+    rpm_pins = "rpms" in wanted and bool(lock.rpms)
+    if rpm_pins:  # a target pinning RPMs must name the key that signs them: fail before fetching
+        key_names.add(rpmsig.rpm_key(lock).name)
     subset = dataclasses.replace(
         lock,
         artifacts=artifacts,
         keys=tuple(k for k in lock.keys if k.name in key_names),
-        rpms=lock.rpms if "rpms" in wanted else (),
+        rpms=lock.rpms if rpm_pins else (),
     )
     if not (subset.artifacts or subset.rpms):
         return
@@ -62,6 +66,8 @@ def inputs_ready(lock: Lockfile, settings: Settings, names: Iterable[str], log: 
         verified = verify.verify_all(subset, Store(settings.cache), log=log)
         if any(v.action != "cached" for v in verified):
             log(verify.summary(verified))
+    if subset.rpms:  # each RPM's own signature, by the target's pinned rpm_key fingerprint
+        rpmsig.check_rpms(subset, Store(settings.cache), log=log)
 
 
 def require_rpm_pins(lock: Lockfile) -> None:
@@ -101,16 +107,31 @@ def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log
 def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = print) -> Lockfile:
     """Resolve ``[target] packages`` from the archive and rewrite ``[[rpm]]``; the new lockfile.
 
-    The one step that writes pins (`invoke rpms --refresh`); no other step calls it.
+    The one step that writes pins (`invoke rpms --refresh`); no other step calls it. Every
+    new pin is downloaded and its signature checked against the target's ``rpm_key``
+    before the lockfile is written: an unsigned, wrongly signed or altered package is
+    never pinned.
     """
+    key = rpmsig.rpm_key(lock)
     base = stages.ensure_base(dk, lock, log)
     installed = rpms.installed_in_base(dk, base)
     packages = lock.target.packages or rpms.PACKAGES
     repos = lock.target.repos or rpms.ARCHIVE_REPOS
     rpms.refresh(lock.path, repos=repos, packages=tuple(packages) + rpms.SYSROOT_PACKAGES,
                  installed=installed, fetch_bytes=lambda url: http.get_bytes(settings.mirror(url)),
-                 log=log, target=lock.target.name)
+                 log=log, target=lock.target.name,
+                 check=lambda pins: check_new_pins(lock, key, settings, pins, log=log))
     return lockfile.load(lock.path, lock.target.name, linker=lock.linker)
+
+
+def check_new_pins(lock: Lockfile, key: Key, settings: Settings, pins: Sequence[Rpm], *,
+                   log: Log = print) -> None:
+    """Download ``pins`` and ``key`` and check each RPM's signature (before pins are written)."""
+    subset = dataclasses.replace(lock, artifacts=(), keys=(key,), rpms=tuple(pins))
+    fetched = download.fetch_all(subset, settings, log=log)
+    if any(f.action != "cached" for f in fetched):
+        log(download.summary(fetched))
+    rpmsig.check_rpms(subset, Store(settings.cache), log=log)
 
 
 def build(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,

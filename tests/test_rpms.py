@@ -35,6 +35,7 @@ from tasks.errors import CompatError, DockerError, DownloadError, HashMismatch, 
 from tasks.inputs import download, http
 from tasks.inputs.lockfile import load
 from tasks.store import Store
+from tests.gpgkeys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "rpms"
@@ -53,6 +54,7 @@ class P:
     provides: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     checksum_type: str = "sha256"
+    data: bytes = b""  # a real .rpm file's bytes; empty: a stand-in body
 
     @property
     def e_v_r(self) -> Evr:
@@ -64,8 +66,8 @@ class P:
         return f"{self.name}-{e.version}-{e.release}.{self.arch}.rpm"
 
     @property
-    def body(self) -> bytes:  # stands in for the .rpm file
-        return hashlib.sha256(self.filename.encode()).digest() * 2000
+    def body(self) -> bytes:  # the .rpm file, or a stand-in for it
+        return self.data or hashlib.sha256(self.filename.encode()).digest() * 2000
 
 
 def _entry(dep: str) -> str:
@@ -654,3 +656,43 @@ def test_refresh_of_one_target_keeps_the_other_targets_pins(lock: Path, repos: t
     assert load(lock, "centos7").rpms == tuple(c7)
     again = rpms.refresh(lock, repos=repos, packages=WANTED, installed=base, log=lambda _: None)
     assert again == f20 and load(lock, "centos7").rpms == tuple(c7)
+
+
+# ------------------------------------------------------------------ signatures at pin time
+def test_refresh_pins_only_packages_signed_by_the_targets_key(
+        httpserver: HTTPServer, tmp_path: Path, keys: Keys) -> None:
+    """pipeline.refresh_rpm_pins's check: each new pin is fetched and its signature checked
+    against the shipped lockfile's rpm_key (here pointed at a session key) before writing."""
+    from tasks import pipeline
+    from tasks.errors import RpmUnsigned
+    from tasks.settings import Settings
+    from tests.rpmtools import signed_copy, small_rpm
+
+    key = tmp_path / "key.asc"
+    key.write_bytes(keys.main.public)
+    lock = tmp_path / "rsrc.lock.toml"
+    lock.write_text((ROOT / "rsrc.lock.toml").read_text()
+                    .replace("https://getfedora.org/static/246110C1.txt", f"file://{key}")
+                    .replace("C7C9A9C89153F20183CE7CBA2EB161FA246110C1", keys.main.fingerprint))
+    plain = small_rpm(tmp_path, "which", {"usr/bin/which": b"#!/bin/sh\n"})
+    signed = signed_copy(plain, tmp_path / "signed.rpm", keys.main, keys.ring.home)
+    url = serve_repo(httpserver, "signed", [
+        P("which", "2.20-6.fc20", requires=("/bin/sh",), data=signed.read_bytes()),
+        P("tzdata", "2013g-1.fc20", arch="noarch", data=plain.read_bytes())])
+    settings = Settings(lock=lock, cache=tmp_path / "cache", out=tmp_path / "out", progress="never")
+    lf = load(lock)
+    said: list[str] = []
+
+    def check(pins: object) -> None:
+        pipeline.check_new_pins(lf, lf.key("fedora-20-primary"), settings, pins,  # type: ignore[arg-type]
+                                log=said.append)
+
+    pins = rpms.refresh(lock, repos=[url], packages=["which"], installed=["/bin/sh"], sysroot=(),
+                        log=lambda _: None, check=check)
+    assert [r.name for r in load(lock).rpms] == [r.name for r in pins] == ["which"]
+    assert said[-1] == "Verified 1 RPM signature by 'fedora-20-primary'"
+    before = lock.read_text()
+    with pytest.raises(RpmUnsigned, match=r"rpm tzdata-2013g-1\.fc20\.noarch\.rpm: not signed"):
+        rpms.refresh(lock, repos=[url], packages=["which", "tzdata"], installed=["/bin/sh"],
+                     sysroot=(), log=lambda _: None, check=check)
+    assert lock.read_text() == before  # nothing unsigned is ever pinned

@@ -24,6 +24,8 @@ from tasks.crates.sysroot import STAMP, make_sysroot, make_sysroot_from_debs
 from tasks.errors import CompatError, LockfileError, OutputError, SmokeError
 from tasks.inputs.lockfile import load
 from tasks.store import Store, sha256_file
+from tests.gpgkeys import Keys, put
+from tests.rpmtools import signed_copy, small_rpm
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "examples" / "hello"
@@ -200,15 +202,20 @@ def test_sysroot_dest_that_is_not_a_sysroot_is_refused_and_kept(tmp_path: Path) 
     assert sorted(p.name for p in project.iterdir()) == ["src"]
 
 
-def lockfile_with_rpms(path: Path, rpms: list[Path]) -> Path:
+KEY_URL = "https://keys.example.invalid/RPM-GPG-KEY-test"
+
+
+def lockfile_with_rpms(path: Path, rpms: list[Path], fingerprint: str = "0" * 40) -> Path:
+    """A schema 1 lockfile pinning ``rpms``, signed (rpm_key) by the key ``fingerprint``."""
     entries = "".join(
         f'[[rpm]]\nname = "{r.name.rsplit("-", 2)[0]}"\nurl = "file://{r}"\n'
         f'sha256 = "{sha256_file(r)}"\n\n'
         for r in rpms
     )
     path.write_text(
-        'schema = 1\n[target]\nname = "bullseye-as-fedora"\nglibc = "2.31"\n'
-        f'[base]\nimage = "local/x"\nid = "sha256:{"0" * 64}"\n\n{entries}'
+        'schema = 1\n[target]\nname = "bullseye-as-fedora"\nglibc = "2.31"\nrpm_key = "test"\n'
+        f'[base]\nimage = "local/x"\nid = "sha256:{"0" * 64}"\n\n'
+        f'[[key]]\nname = "test"\nurl = "{KEY_URL}"\nfingerprints = ["{fingerprint}"]\n\n{entries}'
     )
     return path
 
@@ -285,11 +292,13 @@ def build_rpm(work: Path, name: str, bullseye: Path) -> Path:
 
 
 def test_make_sysroot_from_pinned_rpms_in_fedora_layout(
-    bullseye: Path, native_hello: Path, old_c_lib: Path, tmp_path: Path, cache: Path
+    bullseye: Path, native_hello: Path, old_c_lib: Path, tmp_path: Path, cache: Path, keys: Keys
 ) -> None:
-    rpms = [build_rpm(tmp_path, n, bullseye) for n in ("glibc", "glibc-devel")]
-    lock = load(lockfile_with_rpms(tmp_path / "rsrc.lock.toml", rpms))
+    rpms = [signed_copy(r, tmp_path / r.name, keys.main, keys.ring.home)
+            for r in (build_rpm(tmp_path, n, bullseye) for n in ("glibc", "glibc-devel"))]
+    lock = load(lockfile_with_rpms(tmp_path / "rsrc.lock.toml", rpms, keys.main.fingerprint))
     store = Store(tmp_path / "cache")
+    put(store, keys.main.public, KEY_URL)
     with pytest.raises(CompatError, match="not in the cache; run `invoke download`"):
         make_sysroot(lock, store, tmp_path / "f20", packages=("glibc", "glibc-devel"))
     with pytest.raises(LockfileError, match="no RPM for glibc-headers, kernel-headers, libgcc"):
@@ -315,6 +324,23 @@ def test_make_sysroot_from_pinned_rpms_in_fedora_layout(
     assert str(dest / "lib64/libc.so.6") in str(err.value)
 
 
+def test_make_sysroot_refuses_an_unsigned_rpm_before_unpacking(
+    tmp_path: Path, keys: Keys
+) -> None:
+    from tasks.errors import RpmSignerError, RpmUnsigned
+
+    plain = small_rpm(tmp_path, "glibc", {"lib64/libc.so.6": b"not signed"}, version="2.18")
+    foreign = signed_copy(plain, tmp_path / "glibc-2.18-1.fc20.x86_64.rpm", keys.other, keys.ring.home)
+    for rpm, error in ((plain, RpmUnsigned), (foreign, RpmSignerError)):
+        lock = load(lockfile_with_rpms(tmp_path / "rsrc.lock.toml", [rpm], keys.main.fingerprint))
+        store = Store(tmp_path / f"cache-{error.exit_code}")
+        put(store, keys.main.public, KEY_URL)
+        put(store, rpm.read_bytes())
+        with pytest.raises(error, match=f"rpm {rpm.name}: "):
+            make_sysroot(lock, store, tmp_path / "sr", packages=("glibc",))
+        assert not (tmp_path / "sr").exists()
+
+
 def test_archive_links_cannot_lead_outside_the_sysroot(tmp_path: Path) -> None:
     """Links from packages are re-rooted in the sysroot; a hard link to a symlink is refused."""
     from tasks.crates.sysroot import _Tree
@@ -333,3 +359,153 @@ def test_archive_links_cannot_lead_outside_the_sysroot(tmp_path: Path) -> None:
     assert Path(os.path.realpath(root / "usr/lib64/libdl.so")) == root.resolve() / "lib64/libdl.so.2"
     with pytest.raises(CompatError, match="names a symlink"):
         tree.hardlink("grab", "abs")
+
+
+# ----------------------------------------------------------------------------- crafted archives
+def newc(members: list[tuple[str, int, bytes]]) -> bytes:
+    """A newc cpio stream of (name, mode, body) members, as an RPM payload carries them."""
+    out = bytearray()
+
+    def pad() -> None:
+        out.extend(b"\0" * (-len(out) % 4))
+
+    for ino, (name, mode, body) in enumerate([*members, ("TRAILER!!!", 0, b"")], start=1):
+        raw = name.encode() + b"\0"
+        fields = [ino, mode, 0, 0, 1, 0, len(body), 0, 0, 0, 0, len(raw), 0]
+        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + raw)
+        pad()
+        out.extend(body)
+        pad()
+    return bytes(out)
+
+
+def deb(path: Path, members: list[tuple[str, int, bytes]]) -> Path:
+    """A .deb (ar) whose data.tar.xz holds (name, mode, body) members; a link's body is its target."""
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:xz") as tar:
+        for name, mode, body in members:
+            info = tarfile.TarInfo(name)
+            if mode & 0o170000 == 0o120000:
+                info.type, info.linkname = tarfile.SYMTYPE, body.decode()
+                tar.addfile(info)
+            elif mode & 0o170000 == 0o040000:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(body), 0o644
+                tar.addfile(info, io.BytesIO(body))
+    blob = data.getvalue()
+    header = b"data.tar.xz/".ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6) + \
+        b"100644".ljust(8) + str(len(blob)).encode().ljust(10) + b"`\n"
+    path.write_bytes(b"!<arch>\n" + header + blob + b"\n" * (len(blob) & 1))
+    return path
+
+
+LNK, DIR, REG = 0o120777, 0o040755, 0o100644
+ESCAPE = [("a", DIR, b""), ("a/b", LNK, b"/"), ("a/b/" * 16 + "usr", LNK, b"/usr"),
+          ("lib64", DIR, b""), ("lib64/libc.so.6", REG, b"the sysroot's libc")]
+
+
+def links_stay_inside(root: Path) -> None:
+    real = Path(os.path.realpath(root))
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            if p.is_symlink():
+                got = Path(os.path.realpath(p))
+                assert got == real or real in got.parents, (p, os.readlink(p), got)
+
+
+def test_links_under_linked_folders_stay_in_the_sysroot_cpio(tmp_path: Path) -> None:
+    """`a/b -> /` then `a/b/a/b/.../usr -> /usr` once left dest/usr at the host's /usr."""
+    import io
+
+    from tasks.crates.sysroot import _Tree, _unpack_cpio
+
+    root = tmp_path / "root"
+    root.mkdir()
+    _unpack_cpio(io.BytesIO(newc(ESCAPE)), _Tree(root), "evil.rpm")
+    links_stay_inside(root)
+    assert not os.readlink(root / "usr").startswith("..")
+    assert not (root / "usr" / "bin").exists()  # the host's /usr/bin is not reachable
+    assert (root / "a/b/a/b/lib64/libc.so.6").read_bytes() == b"the sysroot's libc"
+
+
+def test_links_under_linked_folders_stay_in_the_sysroot_deb(tmp_path: Path) -> None:
+    dest = make_sysroot_from_debs([deb(tmp_path / "evil.deb", ESCAPE)], tmp_path / "sr")
+    links_stay_inside(dest)
+    assert not (dest / "usr" / "bin").exists()
+
+
+def test_a_link_resolves_through_links_already_written_as_the_sysroots(tmp_path: Path) -> None:
+    """usrmerge: lib -> usr/lib; a link via lib/ lands in usr/lib, a file via it too."""
+    members = [("usr/lib", DIR, b""), ("lib", LNK, b"usr/lib"), ("lib/libz.so.1", REG, b"z"),
+               ("usr/lib/libz.so", LNK, b"/lib/libz.so.1"), ("x/up", LNK, b"../../../../lib")]
+    dest = make_sysroot_from_debs([deb(tmp_path / "merged.deb", members)], tmp_path / "sr")
+    assert (dest / "usr/lib/libz.so.1").read_bytes() == b"z"
+    assert (dest / "usr/lib/libz.so").read_bytes() == b"z"
+    assert Path(os.path.realpath(dest / "x/up")) == dest / "usr/lib"  # .. stops at the root
+    links_stay_inside(dest)
+
+
+def test_names_starting_with_a_dot_keep_it(tmp_path: Path) -> None:
+    """`./.dot/l -> f` once became a dangling `../dot/f` (name.lstrip("./"))."""
+    members = [("./.dot", DIR, b""), ("./.dot/f", REG, b"dotted"), ("./.dot/l", LNK, b"f"),
+               ("./..hidden", REG, b"two dots")]
+    dest = make_sysroot_from_debs([deb(tmp_path / "dot.deb", members)], tmp_path / "sr")
+    assert os.readlink(dest / ".dot/l") == "f"
+    assert (dest / ".dot/l").read_bytes() == b"dotted"
+    assert (dest / "..hidden").read_bytes() == b"two dots"
+
+
+def test_a_link_loop_is_one_sysroot_error(tmp_path: Path) -> None:
+    from tasks.errors import SysrootError
+
+    members = [("x", LNK, b"y"), ("y", LNK, b"x"), ("x/f", REG, b"")]
+    with pytest.raises(SysrootError, match="too many levels of links"):
+        make_sysroot_from_debs([deb(tmp_path / "loop.deb", members)], tmp_path / "sr")
+
+
+class _Zeros:
+    """A cpio stream with one member of ``size`` zero bytes, made on the fly; records reads."""
+
+    def __init__(self, size: int) -> None:
+        head = bytearray(newc([("big", REG, b"")])[:116])  # header + "big\0" + padding
+        head[6 + 8 * 6: 6 + 8 * 7] = b"%08X" % size  # c_filesize
+        self.parts: list[bytes | int] = [bytes(head), size, b"\0" * (-size % 4) + newc([])]
+        self.largest = 0
+
+    def read(self, n: int) -> bytes:
+        self.largest = max(self.largest, n)
+        out = bytearray()
+        while len(out) < n and self.parts:
+            part = self.parts[0]
+            take = min(n - len(out), part if isinstance(part, int) else len(part))
+            if isinstance(part, int):
+                out.extend(bytes(take))
+                rest: bytes | int = part - take
+            else:
+                out.extend(part[:take])
+                rest = part[take:]
+            if rest:
+                self.parts[0] = rest
+            else:
+                self.parts.pop(0)
+        return bytes(out)
+
+
+def test_a_large_cpio_member_is_streamed_in_chunks(tmp_path: Path) -> None:
+    """A 1.5 GB member once cost 1.5 GB of memory: it was read whole."""
+    from tasks.crates.sysroot import _Tree, _unpack_cpio
+
+    chunk = 1 << 20  # tasks.crates.sysroot_tree.CHUNK
+    size = 40 * chunk + 3
+    stream = _Zeros(size)
+    root = tmp_path / "root"
+    root.mkdir()
+    _unpack_cpio(stream, _Tree(root), "big.rpm")  # type: ignore[arg-type]
+    assert (root / "big").stat().st_size == size
+    assert stream.largest <= chunk, stream.largest

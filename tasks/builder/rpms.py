@@ -271,11 +271,14 @@ def refresh(
     log: Log = print,
     sysroot: Sequence[str] = SYSROOT_PACKAGES,
     target: str | None = None,
+    check: Callable[[Sequence[Rpm]], None] | None = None,
 ) -> list[Rpm]:
     """Resolve ``packages`` against ``repos`` and rewrite ``target``'s ``[[rpm]]`` tables.
 
     In a lockfile with several targets the new tables say ``target = "<name>"`` and the
-    other targets' pins are kept as they are.
+    other targets' pins are kept as they are. ``check`` is given the new pins before the
+    lockfile is written (the pipeline downloads them and checks their signatures there);
+    when it raises, the lockfile is left as it was.
     """
     current = lockfile.load(lock_path, target)  # refuse to edit a lockfile that is already broken
     name = current.target.name
@@ -292,6 +295,8 @@ def refresh(
                            "and the lockfile pins sha256")
     pins = [Rpm(p.name, p.url, p.checksum, name if scoped else "") for p in chosen]
 
+    if check is not None:
+        check(pins)
     default = str(tomllib.loads(lock_path.read_text(encoding="utf-8")).get("default_target") or name)
 
     def edit(doc: tomlkit.TOMLDocument) -> None:

@@ -3,8 +3,12 @@
 ``make_sysroot`` unpacks the target's pinned glibc RPMs (Fedora layout: ``lib64``,
 ``usr/lib64``) with :mod:`rpmfile`; ``make_sysroot_from_debs`` unpacks Debian packages
 (multiarch layout: ``lib/x86_64-linux-gnu``) with a tiny ar reader and :mod:`tarfile`.
-Either way absolute symlinks are rewritten relative to the sysroot, so nothing inside it
-points back at the host's own glibc (``libdl.so -> /lib/x86_64-linux-gnu/libdl.so.2``).
+Either way every member is written as if chrooted to the sysroot
+(:mod:`tasks.crates.sysroot_tree`): names and link targets are resolved inside it, following
+the links already written as its own, and links are rewritten relative, so nothing inside it
+points back at the host (``libdl.so -> /lib/x86_64-linux-gnu/libdl.so.2``, or a link whose
+parent folders are links: ``a/b -> /``, then ``a/b/a/b/usr -> /usr``). Members are streamed
+CHUNK bytes at a time, never read whole (a 1.5 GB member costs no 1.5 GB of memory).
 
 The tree is built beside ``dest`` in ``.<dest>.part`` and moved into place with
 ``os.replace``; a half-made tree is removed on any error. A stamp inside records the
@@ -14,9 +18,7 @@ inputs, so a second call with the same inputs returns at once and says nothing.
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
 import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,12 +26,16 @@ from pathlib import Path
 from typing import IO
 
 from tasks.atomic import ensure_dir
+from tasks.crates.sysroot_tree import CHUNK
+from tasks.crates.sysroot_tree import Tree as _Tree
 from tasks.errors import CompatError, LockfileError, NotDownloaded, OutputError, SysrootError
+from tasks.inputs import rpmsig
 from tasks.inputs.lockfile import Lockfile, Rpm
 from tasks.store import Store, sha256_file
 
 DEFAULT_RPMS = ("glibc", "glibc-devel", "glibc-headers", "kernel-headers", "libgcc")
 STAMP = ".compatbuild-sysroot.json"
+MAX_NAME = 4096  # PATH_MAX: longer member names or link targets are refused
 _RPM_NAME = re.compile(r"^(?P<name>.+)-[^-]+-[^-]+\.[^.]+\.rpm$")
 Log = Callable[[str], None]
 
@@ -42,7 +48,11 @@ def make_sysroot(
     packages: Sequence[str] = DEFAULT_RPMS,
     log: Log = print,
 ) -> Path:
-    """Unpack the lockfile's pinned ``packages`` RPMs into ``dest``; return ``dest``."""
+    """Unpack the lockfile's pinned ``packages`` RPMs into ``dest``; return ``dest``.
+
+    Each RPM's signature is checked first against the target's ``rpm_key``
+    (:func:`tasks.inputs.rpmsig.check_rpms`; a stamp makes a re-check free).
+    """
     pins = _select_rpms(lock, packages)
     files: list[Path] = []
     for r in pins:
@@ -50,6 +60,7 @@ def make_sysroot(
         if not path.is_file():
             raise NotDownloaded(f"rpm {r.filename} is not in the cache; run `invoke download`")
         files.append(path)
+    rpmsig.check_rpms(lock, store, pins, log=log)  # signed by the target's pinned rpm_key
     material = {"kind": "rpm", "inputs": [[r.filename, r.sha256] for r in pins]}
 
     def fill(tree: _Tree) -> None:
@@ -105,68 +116,6 @@ def _build(dest: Path, material: Mapping[str, object], fill: Callable[[_Tree], N
     return dest
 
 
-class _Tree:
-    """Writes archive members under ``root``: never outside it, absolute links made relative."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.real = os.path.realpath(root)
-
-    def _path(self, name: str) -> Path:
-        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise SysrootError(f"archive member {name!r} points outside the sysroot")
-        if not parts:
-            return self.root
-        path = self.root.joinpath(*parts)
-        parent = os.path.realpath(path.parent)
-        if parent != self.real and not parent.startswith(self.real + os.sep):
-            raise SysrootError(f"archive member {name!r} resolves outside the sysroot")
-        return path
-
-    def directory(self, name: str) -> None:
-        path = self._path(name)
-        if path.is_symlink():  # a usrmerge-style link already stands here
-            return
-        path.mkdir(parents=True, exist_ok=True)
-
-    def file(self, name: str, data: IO[bytes], mode: int) -> None:
-        path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink() or path.exists():
-            path.unlink()
-        with path.open("wb") as out:
-            shutil.copyfileobj(data, out)
-        path.chmod((mode & 0o777) | 0o200)
-
-    def symlink(self, name: str, target: str) -> None:
-        path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Where the link points, as a path inside the sysroot, without following anything:
-        # an absolute target is relative to the sysroot's root; neither may leave it.
-        inside = os.path.normpath(
-            "/" + target.lstrip("/") if target.startswith("/")
-            else os.path.join("/", os.path.dirname(name.lstrip("./")), target)
-        )
-        if inside.startswith("/..") or not inside.startswith("/"):
-            raise SysrootError(f"archive link {name!r} -> {target!r} points outside the sysroot")
-        target = os.path.relpath(self.root / inside.lstrip("/"), path.parent)
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            return
-        os.symlink(target, path)
-
-    def hardlink(self, name: str, existing: str) -> None:
-        path, source = self._path(name), self._path(existing)
-        if source.is_symlink():
-            raise SysrootError(f"archive hard link {name!r} -> {existing!r} names a symlink")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink() or path.exists():
-            path.unlink()
-        os.link(source, path, follow_symlinks=False)
-
-
 # ----------------------------------------------------------------------------- rpm
 
 
@@ -187,8 +136,34 @@ def _unpack_rpm(path: Path, tree: _Tree, label: str) -> None:
         raise SysrootError(f"{label}: cannot unpack RPM: {exc}") from None
 
 
+class _Member(io.RawIOBase):
+    """The next ``size`` bytes of ``data``, read at most CHUNK at a time (never whole)."""
+
+    def __init__(self, data: IO[bytes], size: int, label: str) -> None:
+        self.data, self.left, self.label = data, size, label
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        want = min(len(buf), self.left, CHUNK)
+        if want == 0:
+            return 0
+        chunk = self.data.read(want)
+        if not chunk:
+            raise SysrootError(f"{self.label}: truncated cpio payload")
+        n = len(chunk)
+        buf[:n] = chunk
+        self.left -= n
+        return n
+
+    def skip(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
 def _unpack_cpio(data: IO[bytes], tree: _Tree, label: str) -> None:
-    """Read a newc ("070701") cpio stream sequentially into ``tree``."""
+    """Read a newc ("070701") cpio stream sequentially into ``tree``, CHUNK bytes at a time."""
     offset = 0
     linked: dict[int, str] = {}  # inode -> name of the member that carried the data
     waiting: dict[int, list[str]] = {}  # inode -> hard links seen before their data
@@ -208,30 +183,38 @@ def _unpack_cpio(data: IO[bytes], tree: _Tree, label: str) -> None:
         header = read(110)
         if header[:6] not in (b"070701", b"070702"):
             raise SysrootError(f"{label}: not a newc cpio payload")
-        f = [int(header[6 + 8 * i: 14 + 8 * i], 16) for i in range(13)]
+        try:
+            f = [int(header[6 + 8 * i: 14 + 8 * i], 16) for i in range(13)]
+        except ValueError:
+            raise SysrootError(f"{label}: corrupt cpio header") from None
         ino, mode, nlink, size, namesize = f[0], f[1], f[4], f[6], f[11]
+        if namesize > MAX_NAME:
+            raise SysrootError(f"{label}: cpio member name of {namesize} bytes")
         name = read(namesize)[:-1].decode("utf-8", "surrogateescape")
         pad()
         if name == "TRAILER!!!":
             return
-        body = io.BytesIO(read(size))
-        pad()
-        if stat.S_ISDIR(mode):
+        body = _Member(data, size, label)
+        if stat.S_ISLNK(mode):
+            if size > MAX_NAME:
+                raise SysrootError(f"{label}: link {name!r} has a {size}-byte target")
+            tree.symlink(name, body.readall().decode("utf-8", "surrogateescape"))
+        elif stat.S_ISDIR(mode):
             tree.directory(name)
-        elif stat.S_ISLNK(mode):
-            tree.symlink(name, body.getvalue().decode("utf-8", "surrogateescape"))
         elif stat.S_ISREG(mode):
             if nlink > 1 and size == 0 and ino not in linked:
                 waiting.setdefault(ino, []).append(name)
-                continue
-            if nlink > 1 and ino in linked:
+            elif nlink > 1 and ino in linked:
                 tree.hardlink(name, linked[ino])
-                continue
-            tree.file(name, body, mode)
-            if nlink > 1:
-                linked[ino] = name
-                for other in waiting.pop(ino, []):
-                    tree.hardlink(other, name)
+            else:
+                tree.file(name, io.BufferedReader(body, CHUNK), mode)
+                if nlink > 1:
+                    linked[ino] = name
+                    for other in waiting.pop(ino, []):
+                        tree.hardlink(other, name)
+        body.skip()  # whatever the member did not use (a device's, a directory's bytes)
+        offset += size
+        pad()
 
 
 # ----------------------------------------------------------------------------- deb
@@ -259,8 +242,8 @@ def _unpack_deb(path: Path, tree: _Tree) -> None:
                     continue
                 if name.endswith(".zst"):
                     raise SysrootError(f"{path.name}: data.tar.zst is not supported; use dpkg-deb")
-                payload = io.BytesIO(f.read(size))
-                with tarfile.open(fileobj=payload, mode="r:*") as tar:
+                payload = io.BufferedReader(_Member(f, size, path.name), CHUNK)
+                with tarfile.open(fileobj=payload, mode="r|*") as tar:  # streamed, not read whole
                     _unpack_tar(tar, tree)
                 return
     except (OSError, tarfile.TarError, ValueError) as exc:

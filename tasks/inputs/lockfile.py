@@ -10,7 +10,9 @@ Schema 2 (schema 1 — one ``[target]`` and a top-level ``[base]`` — still loa
     default_target = "fedora20"   which [targets.*] is used when none is asked for
     [build]             linker = "llvm" (LINKERS: how the builder image links)
     [targets.<name>]    glibc ("2.18"), arch ("x86_64"), packages (what the rpms stage installs),
-                        repos (the repositories `invoke rpms --refresh` resolves them from)
+                        repos (the repositories `invoke rpms --refresh` resolves them from),
+                        rpm_key (the [[key]] whose pinned fingerprint must sign its RPMs;
+                        a target without one, like the Debian test profile, pins no RPMs)
     [targets.<name>.base]  image (a reference), digest (registry manifest digest) and/or id
     [[key]]             name, url, sha256 (optional), fingerprints = [...]
     [[artifact]]        name, url, sha256, filename (optional), alt_urls (optional),
@@ -57,6 +59,7 @@ class Target:
     packages: tuple[str, ...] = ()  # what the rpms stage installs; `invoke rpms --refresh` pins them
     arch: str = "x86_64"
     repos: tuple[str, ...] = ()  # the package repositories `invoke rpms --refresh` resolves against
+    rpm_key: str | None = None  # the [[key]] that signs this target's RPMs (tasks.inputs.rpmsig)
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ def parse(data: dict[str, Any], path: Path, *, target: str | None = None) -> Loc
     if schema == 1:
         v.unknown(data, "top level", common | {"target", "base"})
         target_t = v.table(data, "target", "target")
-        v.unknown(target_t, "target", {"name", "glibc", "packages"})
+        v.unknown(target_t, "target", {"name", "glibc", "packages", "rpm_key"})
         name = v.name(target_t, "target")
         targets = {name: (_target(v, target_t, name, "target"), _base(v, v.table(data, "base", "base"), "base"))}
         default, linker = name, "llvm"
@@ -257,6 +260,9 @@ def parse(data: dict[str, Any], path: Path, *, target: str | None = None) -> Loc
             raise LockfileError(f"{path.name}: rpm '{r.name}': target '{r.target}' is not a target")
     rpms = tuple(r for r in all_rpms if (r.target or default) == chosen)
     key_names = {k.name for k in keys}
+    for t, _b in targets.values():
+        if t.rpm_key and t.rpm_key not in key_names:
+            raise LockfileError(f"{path.name}: target '{t.name}': rpm_key '{t.rpm_key}' is not a [[key]]")
     for a in artifacts:
         signed = a.signature_url or a.checksums_signature_url
         if signed and not a.key:
@@ -281,7 +287,7 @@ def _targets(v: _Validator, table: dict[str, Any]) -> dict[str, tuple[Target, Ba
             raise LockfileError(f"{v.file}: {where} must be a table ([targets.{name}])")
         if not _NAME.match(name):
             raise LockfileError(f"{v.file}: {where}: a target name is letters, digits and ._+-")
-        v.unknown(t, where, {"glibc", "arch", "packages", "repos", "base"})
+        v.unknown(t, where, {"glibc", "arch", "packages", "repos", "base", "rpm_key"})
         out[name] = (_target(v, t, name, where), _base(v, v.table(t, "base", f"targets.{name}.base"), f"{where}: base"))
     return out
 
@@ -302,6 +308,7 @@ def _target(v: _Validator, t: dict[str, Any], name: str, where: str) -> Target:
         packages=tuple(packages),
         arch=arch,
         repos=tuple(v.url({"repos": u}, where, "repos") for u in repos),
+        rpm_key=v.string(t, where, "rpm_key", pattern=_NAME, optional=True),
     )
 
 
