@@ -129,3 +129,16 @@ class ProfileError(CompatError):
     """A test-profile input could not be made (missing tool, failed debootstrap, bad toolchain)."""
 
     exit_code = 20
+
+
+class SizeError(DownloadError):
+    """A download is larger than the lockfile's pinned size or the cap for an unpinned file,
+    or a file:// URL names something that is not a regular file of bounded size."""
+
+    exit_code = 21
+
+
+class LockTimeout(CompatError):
+    """Another process held a download's lock for longer than this one waits for it."""
+
+    exit_code = 22

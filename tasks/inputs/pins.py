@@ -22,8 +22,8 @@ from tasks.inputs.lockwrite import rewrite
 from tasks.inputs.verify import check_signature, key_file, verify_artifact
 from tasks.store import Store, sha256_file
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 
 Log = Callable[[str], None]
 
@@ -64,7 +64,7 @@ def refresh_rust(lock_path: Path, store: Store, *, version: str, fetch: Callable
                  dist_root: str = "https://static.rust-lang.org/dist",
                  log: Log = print) -> str:
     """Pin artifact 'rust' to ``version`` from its signed channel manifest; return the sha256."""
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise PinError(f"not a Rust version or channel: {version!r}")
     lock = load(lock_path)
     key, artifact = lock.key("rust"), lock.artifact("rust")
@@ -132,7 +132,7 @@ def _target(manifest: Path, name: str, triple: str) -> dict[str, str]:
         raise PinError(f"{name}: rust is not available for {triple}")
     for url_key, hash_key in (("url", "hash"), ("xz_url", "xz_hash")):
         if url_key == "url" or url_key in pkg:
-            if not isinstance(pkg.get(url_key), str) or not _HEX64.match(str(pkg.get(hash_key))):
+            if not isinstance(pkg.get(url_key), str) or not _HEX64.fullmatch(str(pkg.get(hash_key))):
                 raise PinError(f"{name}: [pkg.rust.target.{triple}] has no valid "
                                   f"{url_key}/{hash_key}")
     return {"url": pkg["url"], "hash": pkg["hash"]}
