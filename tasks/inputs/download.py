@@ -36,6 +36,7 @@ from tasks.store import Store
 
 Log = Callable[[str], None]
 LOCK_POLL = 0.2  # seconds between tries at a lock another process holds
+LOCK_GRACE = 30.0  # seconds waited for a lock beyond the holder's own deadlines
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _fetch(resource: Resource, store: Store, mirror: Callable[[str], str], sessi
         try:
             store.ensure()
             lock = store.file_lock(resource.url)
-            stack.enter_context(_acquired(lock, resource, say, cancel, deadline * len(urls) + 30))
+            stack.enter_context(_acquired(lock, resource, say, cancel, deadline * len(urls) + LOCK_GRACE))
         except (OSError, filelock.Timeout) as exc:
             raise DownloadError(f"{resource.label}: {disk_text(store.root, exc)}") from None
         except CompatError as exc:

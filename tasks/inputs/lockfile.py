@@ -436,7 +436,7 @@ class _Validator:
         for i, t in enumerate(items):
             if not isinstance(t, dict):
                 raise LockfileError(f"{self.file}: {kind} #{i + 1} must be a table")
-            label = t.get("name") if isinstance(t.get("name"), str) else f"#{i + 1}"
+            label = str(t["name"]) if isinstance(t.get("name"), str) else f"#{i + 1}"
             label = label if label.isprintable() else label.encode("unicode_escape").decode()
             where = f"{kind} '{label}'"
             obj = make(self, t, where)
