@@ -10,6 +10,7 @@ end (the README's figures): ``pytest -m faults tests/test_faults.py``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import os
@@ -57,9 +58,14 @@ def summary_table(request: pytest.FixtureRequest) -> Iterator[None]:
     out = os.environ.get("COMPATBUILD_FAULTS_SUMMARY")
     if out:
         Path(out).write_text(text + "\n")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("\nfault-injection summary:\n" + text)
+    shout(request.config, "\nfault-injection summary:\n" + text)
+
+
+def shout(config: pytest.Config, text: str) -> None:
+    """Print past pytest's capture: the seed and the table belong in every run's output."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        print(text, flush=True)
 
 
 class Server:
@@ -182,14 +188,15 @@ print("done")
 """
 
 
-def test_kill_9_at_seeded_points_then_a_clean_rerun_succeeds(tmp_path: Path, server: Server) -> None:
+def test_kill_9_at_seeded_points_then_a_clean_rerun_succeeds(tmp_path: Path, server: Server,
+                                                            pytestconfig: pytest.Config) -> None:
     from tasks.inputs import download, pins, verify
     from tasks.inputs.lockfile import load
     from tasks.settings import Settings
     from tasks.store import Store
 
     seed = int(os.environ.get("COMPATBUILD_FAULT_SEED") or time.time_ns() % 1_000_000)
-    print(f"fault seed: {seed} (replay with COMPATBUILD_FAULT_SEED={seed})")
+    shout(pytestconfig, f"\nfault seed: {seed} (replay with COMPATBUILD_FAULT_SEED={seed})")
     rng = random.Random(seed)
     files = {"/big.tar.xz": payload(6_000_000, b"big"), "/mid.tar.gz": payload(900_000, b"mid"),
              **{f"/s{i}.tgz": payload(20_000 + i, b"s%d" % i) for i in range(4)}}
@@ -205,7 +212,7 @@ def test_kill_9_at_seeded_points_then_a_clean_rerun_succeeds(tmp_path: Path, ser
         lock_path.write_text(original)
         store = Store(cache)
         if op == "download" or rng.random() < 0.5:  # give the killed run bytes to fetch
-            for p, d in files.items():
+            for d in files.values():
                 if rng.random() < 0.6:
                     store.path(sha(d)).unlink(missing_ok=True)
         if op != "download":  # verify and lock need the files; their stamps go
@@ -483,7 +490,8 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_next_run_succeeds(
     v = invoke("verify", "--lock", str(only_small), cache=cache)
     vline = one_line(v)
     assert v.returncode == OutputError.exit_code and str(cache / "verified") in vline, vline
-    ROWS.append(("verify on a full disk", f"one-line error naming the stamp, exit {v.returncode}", f"{CMD} -k full_disk"))
+    ROWS.append(("verify on a full disk", f"one-line error naming the stamp, exit {v.returncode}",
+                 f"{CMD} -k full_disk"))
     (tmpfs / "filler").unlink()
     _remount(tmpfs, "size=16m")  # space freed: the next run succeeds, nothing to clean by hand
     again = invoke("download", "--lock", str(lock), cache=cache)
