@@ -4,7 +4,8 @@ One resource: lock (per URL) → check the store → stream into ``partial/<key>
 hashing the raw bytes received → verify → ``os.replace`` under ``sha256/``. A broken transfer
 leaves only the ``.part``; the next attempt, or the next run after a ``kill -9``, hashes what
 it holds and asks for the rest with ``Range: bytes=N-``. The HTTP side (timeouts, backoff on
-5xx and lost connections, never a retry on a 4xx, Range) is :mod:`tasks.inputs.http`.
+5xx and lost connections, never a retry on a 4xx, Range) is :mod:`tasks.inputs.http`; one
+file's transfer (size bounds, deadline, alternates, modes) is :mod:`tasks.inputs.transfer`.
 
 :func:`fetch_all` returns what it did (a :class:`Fetched` per file, "cached" or
 "downloaded") and says only "Downloading ..." as it works; :func:`summary` is the line a
