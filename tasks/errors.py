@@ -131,6 +131,19 @@ class ProfileError(CompatError):
     exit_code = 20
 
 
+class SizeError(DownloadError):
+    """A download is larger than the lockfile's pinned size or the cap for an unpinned file,
+    or a file:// URL names something that is not a regular file of bounded size."""
+
+    exit_code = 21
+
+
+class LockTimeout(CompatError):
+    """Another process held a download's lock for longer than this one waits for it."""
+
+    exit_code = 22
+
+
 class RpmUnsigned(SignatureError):
     """A pinned RPM carries no OpenPGP signature over its header (tasks/inputs/rpmsig.py)."""
 

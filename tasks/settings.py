@@ -30,6 +30,7 @@ from tasks.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JOBS = 4
+DEFAULT_DEADLINE = 1800.0
 PROGRESS = ("auto", "always", "never")  # auto: bars only on a terminal
 DEFAULTS: dict[str, Any] = {
     "lock": str(PROJECT_ROOT / "rsrc.lock.toml"),
@@ -39,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "progress": "auto",
     "target": "",  # empty: the lockfile's default_target
     "linker": "",  # empty: the lockfile's [build] linker
+    "deadline": None,  # None: DEFAULT_DEADLINE seconds per download URL, retries included
 }
 KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
@@ -61,6 +63,21 @@ def parse_jobs(value: object, where: str = "config compatbuild.jobs") -> int:
     if jobs is None or jobs < 1:
         raise ConfigError(f"{where} must be a whole number of 1 or more, not {value!r}")
     return jobs
+
+
+def parse_deadline(value: object, where: str = "config compatbuild.deadline") -> float:
+    """Seconds, more than 0, from a number (invoke.yaml) or text (env)."""
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value.strip()) if value.strip().isascii() else None
+        except ValueError:
+            seconds = None
+    if seconds is None or not 0 < seconds < float("inf"):
+        raise ConfigError(f"{where} must be a number of seconds above 0, not {value!r}")
+    return seconds
 
 
 def _mirrors(value: object) -> dict[str, str]:
@@ -141,6 +158,7 @@ class Settings:
     progress: str = "auto"
     target: str = ""  # a [targets.NAME] of the lockfile; empty: its default_target
     linker: str = ""  # llvm or rust-lld; empty: the lockfile's [build] linker
+    deadline: float = DEFAULT_DEADLINE  # seconds one download URL may take, retries included
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "", target: str = "",
@@ -157,7 +175,7 @@ class Settings:
             raise ConfigError(f"config compatbuild.progress must be one of {', '.join(PROGRESS)}, "
                               f"not {progress!r}")
         cache = _text("cache", merged["cache"]) or str(default_cache_root())
-        jobs = merged["jobs"]
+        jobs, deadline = merged["jobs"], merged["deadline"]
         return cls(
             lock=Path(lock or _text("lock", merged["lock"])).expanduser().resolve(),
             cache=Path(cache).expanduser().resolve(),
@@ -167,6 +185,7 @@ class Settings:
             progress=str(progress),
             target=target or _word("target", merged["target"]),
             linker=linker or _word("linker", merged["linker"]),
+            deadline=DEFAULT_DEADLINE if deadline is None else parse_deadline(deadline),
         )
 
     def mirror(self, url: str) -> str:

@@ -8,7 +8,8 @@ Layout under the cache root (``COMPATBUILD_CACHE`` or invoke config moves it)::
     partial/<key>.part    bytes of an interrupted download, resumed with a Range request
     locks/<key>.lock      one filelock per URL or output
     verified/<key>.json   stamps of successful verifications
-    quarantine/           files that failed their hash, moved aside, never used
+    quarantine/           files that failed their hash, moved aside, never used: the newest
+                          one per label, at most QUARANTINE_KEEP in all (older ones removed)
 
 A file reaches ``sha256/`` only by ``os.replace`` after its hash was checked.
 """
@@ -30,6 +31,7 @@ from tasks.atomic import write_atomic
 from tasks.errors import OutputError
 
 CHUNK = 1 << 20
+QUARANTINE_KEEP = 8  # files kept in quarantine/: a failing mirror must not fill the disk
 _TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by compatbuild.\n"
@@ -76,11 +78,15 @@ class Store:
     def partial(self, url: str) -> Path:
         return self.root / "partial" / f"{key_of(url)}.part"
 
+    def file_lock(self, name: str) -> filelock.BaseFileLock:
+        """The cross-process lock ``locks/<key>.lock`` of ``name``, not yet held."""
+        return filelock.FileLock(str(self.root / "locks" / f"{key_of(name)[:32]}.lock"))
+
     @contextmanager
     def lock(self, name: str, timeout: float = -1) -> Iterator[None]:
         """Hold the cross-process lock ``locks/<key>.lock``."""
         self.ensure()
-        with filelock.FileLock(str(self.root / "locks" / f"{key_of(name)[:32]}.lock"), timeout=timeout):
+        with self.file_lock(name).acquire(timeout=timeout):
             yield
 
     def url_hash(self, url: str) -> str | None:
@@ -98,7 +104,11 @@ class Store:
 
     def record_url(self, url: str, sha256: str, size: int) -> None:
         entry = {"url": url, "sha256": sha256, "size": size}
-        write_atomic(self.root / "urls" / f"{key_of(url)}.json", json.dumps(entry).encode())
+        path = self.root / "urls" / f"{key_of(url)}.json"
+        try:
+            write_atomic(path, json.dumps(entry).encode())
+        except OSError as exc:  # a write's ENOSPC names no file: name the one we were writing
+            raise OSError(exc.errno, exc.strerror, str(exc.filename or path)) from None
 
     def adopt(self, tmp: Path, sha256: str) -> Path:
         """Move a fully verified temporary file into place under its hash."""
@@ -108,10 +118,22 @@ class Store:
         return dest
 
     def quarantine(self, tmp: Path, label: str) -> Path:
-        """Move a file that failed its check aside, where nothing will use it."""
-        dest = self.root / "quarantine" / f"{int(time.time())}-{key_of(label)[:12]}-{tmp.name}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        """Move a file that failed its check aside, where nothing will use it.
+
+        Only the newest file per ``label`` is kept, and at most :data:`QUARANTINE_KEEP` in
+        all: a mirror serving bad bytes on every run adds no copy after the first.
+        """
+        folder = self.root / "quarantine"
+        tag = key_of(label)[:12]
+        dest = folder / f"{time.time_ns()}-{tag}-{tmp.name}"
+        folder.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
+        kept = sorted((p for p in folder.iterdir() if p.is_file() and p != dest),
+                      key=lambda p: p.name, reverse=True)
+        same = [p for p in kept if p.name.split("-")[1:2] == [tag]]
+        others = [p for p in kept if p not in same]
+        for old in same + others[max(QUARANTINE_KEEP - 1, 0):]:
+            old.unlink(missing_ok=True)
         return dest
 
     def stamp(self, material: dict[str, Any]) -> Path:

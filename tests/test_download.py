@@ -3,11 +3,13 @@ for connection resets, and real processes for the lock and kill -9 behaviour."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -20,12 +22,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tasks.errors import DownloadError, HashMismatch, LockfileError
-from tasks.inputs import http
+from tasks.errors import DownloadError, HashMismatch, LockfileError, LockTimeout, SizeError
+from tasks.inputs import download, http
+from tasks.inputs import lockfile as lockfile_mod
 from tasks.inputs.download import Fetched, fetch, fetch_all, summary
 from tasks.inputs.lockfile import Lockfile, Resource, load
 from tasks.settings import Settings
-from tasks.store import Store
+from tasks.store import QUARANTINE_KEEP, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = """schema = 1
@@ -356,12 +359,15 @@ def test_cancel_stops_a_transfer_and_keeps_its_bytes(
     assert 0 < store.partial(r.url).stat().st_size < len(data) and len(httpserver.log) == 1
 
 
-def test_all_urls_failing_names_the_primary_error(tmp_path: Path, httpserver: HTTPServer) -> None:
+def test_all_urls_failing_names_each_urls_error(tmp_path: Path, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/gone").respond_with_data("", status=404)
     httpserver.expect_request("/alt").respond_with_data("", status=403)
     r = resource(httpserver.url_for("/gone"), b"data", (httpserver.url_for("/alt"),))
-    with pytest.raises(DownloadError, match=r"HTTP 404 .*/gone \(1 alternate URLs also failed\)"):
+    with pytest.raises(DownloadError) as info:
         fetch(r, Store(tmp_path / "cache"))
+    assert str(info.value) == (f"artifact x: all 2 URLs failed: URL 1: HTTP 404 NOT FOUND for "
+                               f"{httpserver.url_for('/gone')}; URL 2: HTTP 403 FORBIDDEN for "
+                               f"{httpserver.url_for('/alt')}")
 
 
 def test_unpinned_signature_is_recorded_and_then_cached(
@@ -514,3 +520,240 @@ def test_kill_9_mid_download_then_the_next_run_resumes(
     assert hashlib.sha256(got.path.read_bytes()).hexdigest() == sha(data)
     assert httpserver.log[-1][0].headers.get("Range") == f"bytes={held}-"
     assert not part.exists()
+
+
+# ------------------------------------------------------------------ issue 8: bounds, privacy, deadlines
+
+def sized(url: str, data: bytes, size: int | None = None, alt: tuple[str, ...] = ()) -> Resource:
+    return Resource("artifact x", url, "x.bin", sha(data), alt, len(data) if size is None else size)
+
+
+def test_a_content_length_above_the_pinned_size_is_refused_before_writing(
+        tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/x").respond_with_data(payload(5000))
+    store = Store(tmp_path / "cache")
+    with pytest.raises(SizeError, match=r"announces 5000 bytes, more than the 100 bytes the lockfile pins"):
+        fetch(sized(httpserver.url_for("/x"), b"x", 100), store)
+    assert not store.partial(httpserver.url_for("/x")).exists() and len(httpserver.log) == 1
+
+
+def test_a_body_longer_than_the_pinned_size_stops_there(tmp_path: Path) -> None:
+    """No Content-Length, and a body that never ends: stopped at the pin, nothing kept."""
+    def endless(conn: socket.socket, _req: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(1000):
+                conn.sendall(b"z" * 65536)
+
+    server = RawServer([endless])
+    store = Store(tmp_path / "cache")
+    with pytest.raises(SizeError, match="body is longer than the 200000 bytes the lockfile pins"):
+        fetch(sized(server.url, b"x", 200_000), store)
+    assert not store.partial(server.url).exists()
+    assert not [p for p in (store.root / "sha256").rglob("*") if p.is_file()]
+
+
+def test_an_unpinned_file_is_capped(tmp_path: Path, httpserver: HTTPServer,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    httpserver.expect_request("/x.sig").respond_with_data(payload(lockfile_mod.UNPINNED_MAX + 1))
+    with pytest.raises(SizeError, match=rf"more than the {lockfile_mod.UNPINNED_MAX} bytes allowed for an unpinned"):
+        fetch(resource(httpserver.url_for("/x.sig"), None), Store(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_file_url_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    src = Path("/dev/zero")
+    if kind == "fifo":
+        src = tmp_path / "pipe"
+        os.mkfifo(src)
+    started = time.monotonic()
+    with pytest.raises(SizeError, match="is not a regular file"):
+        fetch(resource(src.as_uri(), b"x"), Store(tmp_path / "cache"))
+    assert time.monotonic() - started < 2
+
+
+def test_quarantine_keeps_one_file_per_label_and_a_few_in_all(tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/x").respond_with_data(b"evil bytes")
+    store = Store(tmp_path / "cache")
+    for _ in range(4):  # a mirror serving bad bytes on every run
+        with pytest.raises(HashMismatch):
+            fetch(resource(httpserver.url_for("/x"), b"good bytes"), store)
+    assert len(list((store.root / "quarantine").iterdir())) == 1
+    for i in range(QUARANTINE_KEEP + 3):
+        with pytest.raises(HashMismatch):
+            fetch(Resource(f"artifact {i}", httpserver.url_for("/x"), "x", sha(b"good")), store)
+    assert len(list((store.root / "quarantine").iterdir())) == QUARANTINE_KEEP
+
+
+def test_a_private_file_url_stays_private_in_cache_and_quarantine(tmp_path: Path) -> None:
+    src = tmp_path / "secret.tgz"
+    src.write_bytes(b"root only")
+    src.chmod(0o640)
+    store = Store(tmp_path / "cache")
+    got = fetch(resource(src.as_uri(), b"root only"), store)
+    assert stat.S_IMODE(got.path.stat().st_mode) == 0o640  # was 0644: world-readable
+    other = tmp_path / "other.tgz"
+    other.write_bytes(b"also private")
+    other.chmod(0o600)
+    with pytest.raises(HashMismatch):
+        fetch(resource(other.as_uri(), b"what the lock pins"), store)
+    [moved] = (store.root / "quarantine").iterdir()
+    assert stat.S_IMODE(moved.stat().st_mode) & 0o077 == 0
+
+
+def test_a_hash_mismatch_tries_the_alternate_url(tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/bad").respond_with_data(b"evil bytes")
+    httpserver.expect_request("/alt").respond_with_data(b"good bytes")
+    store = Store(tmp_path / "cache")
+    got = fetch(resource(httpserver.url_for("/bad"), b"good bytes", (httpserver.url_for("/alt"),)), store)
+    assert got.path.read_bytes() == b"good bytes" and [r.path for r, _ in httpserver.log] == ["/bad", "/alt"]
+    assert [p.read_bytes() for p in (store.root / "quarantine").iterdir()] == [b"evil bytes"]
+
+
+def test_a_drip_feeding_server_ends_at_the_deadline(tmp_path: Path) -> None:
+    """One byte every 0.3 s never trips the per-read timeout (2 s here): the deadline ends it."""
+    def drip(conn: socket.socket, _req: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(100):
+                conn.sendall(b"d")
+                time.sleep(0.3)
+
+    server = RawServer([drip])
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"took longer than the 1.5 s deadline \(\d+ bytes held"):
+        fetch(resource(server.url, b"x" * 1000), Store(tmp_path / "cache"), deadline=1.5)
+    assert 1.4 < time.monotonic() - started < 2.5
+
+
+def test_waiting_on_another_process_lock_is_said_once_and_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download, "LOCK_GRACE", 0.5)
+    store, r = Store(tmp_path / "cache"), resource("http://127.0.0.1:9/x", b"data")
+    store.ensure()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(store.root), r.url],  # noqa: S603
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        logs: list[str] = []
+        started = time.monotonic()
+        with pytest.raises(LockTimeout, match=r"another process has held the download lock .*\.lock for over "
+                                              r"0.7 s; gave up waiting"):
+            fetch(r, store, log=logs.append, deadline=0.2)
+        assert 0.6 < time.monotonic() - started < 2
+        assert logs == [f"Waiting for another process downloading artifact x ({r.url}); giving up after 0.7 s"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD_SCRIPT = """
+import sys, time
+from pathlib import Path
+from tasks.store import Store
+lock = Store(Path(sys.argv[1])).file_lock(sys.argv[2])
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+STALL_SCRIPT = """
+import sys
+from pathlib import Path
+from tasks.inputs.download import fetch_all
+from tasks.inputs.lockfile import load
+from tasks.settings import Settings
+lock = load(Path(sys.argv[1]))
+s = Settings(lock=Path(sys.argv[1]), cache=Path(sys.argv[2]), out=Path(sys.argv[2]), jobs=3, progress="never")
+try:
+    fetch_all(lock, s, log=lambda m: print(m, flush=True))
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_ends_parallel_stalled_downloads_within_a_second(tmp_path: Path) -> None:
+    """Three downloads stalled mid-body (the read timeout is 60 s): SIGINT used to take 36 s."""
+    def stall(conn: socket.socket, _req: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nsome")
+        time.sleep(30)
+
+    server = ThreadedRawServer(stall)
+    body = "".join(artifact(n, server.url + n, b"x") for n in "abc")
+    lockfile(tmp_path, body)
+    proc = subprocess.Popen([sys.executable, "-c", STALL_SCRIPT, str(tmp_path / "rsrc.lock.toml"),  # noqa: S603
+                             str(tmp_path / "cache")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while len(server.requests) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)  # the three reads are blocked now
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert time.monotonic() - started < 1.0, out
+    assert proc.returncode == 130 and out.strip().splitlines()[-1] == "interrupted"
+
+
+class ThreadedRawServer:
+    """A socket server playing ``play`` on every connection, each in its own thread."""
+
+    def __init__(self, play: Callable[[socket.socket, str], None]) -> None:
+        self.play, self.requests = play, list[str]()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            self.requests.append(head.decode())
+            self.play(conn, head.decode())
+
+
+def test_credentials_in_urls_are_in_no_message_or_log_line(tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/x").respond_with_data("", status=404)
+    url = httpserver.url_for("/x").replace("http://", "http://user:s3cret@")
+    logs: list[str] = []
+    with pytest.raises(DownloadError) as info:
+        fetch(resource(url, b"x", (url + "?2",)), Store(tmp_path / "cache"), log=logs.append)
+    assert logs and all("s3cret" not in line for line in logs) and "s3cret" not in str(info.value)
+    assert "http://***@" in str(info.value)
+
+
+def test_lines_from_parallel_downloads_are_whole_lines(tmp_path: Path, httpserver: HTTPServer) -> None:
+    """print writes a line's text and its newline apart: threads ran lines together."""
+    out: list[str] = []
+
+    def print_like(message: str) -> None:  # what print does: the text, then the end
+        out.append(message)
+        time.sleep(0.01)
+        out.append("\n")
+
+    names = [f"f{i}" for i in range(8)]
+    for n in names:
+        httpserver.expect_request(f"/{n}").respond_with_data(n.encode())
+    lock = lockfile(tmp_path, "".join(artifact(n, httpserver.url_for(f"/{n}"), n.encode()) for n in names))
+    fetch_all(lock, settings(tmp_path, jobs=8), log=print_like)
+    lines = "".join(out).splitlines()
+    assert len(lines) == 8 and all(line.startswith("Downloading artifact f") for line in lines), lines
+
+
+def test_after_a_full_disk_the_partial_download_is_removed(tmp_path: Path, httpserver: HTTPServer) -> None:
+    data = payload(200_000)
+    httpserver.expect_request("/x").respond_with_data(data)
+    store, r = Store(tmp_path / "cache"), resource(httpserver.url_for("/x"), data)
+    store.ensure()
+    store.partial(r.url).symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(DownloadError, match="No space left on device; removed the partial download"):
+        fetch(r, store)
+    assert not store.partial(r.url).is_symlink() and not store.partial(r.url).exists()
+    assert fetch(r, store).path.read_bytes() == data  # the next run is not blocked by it

@@ -133,3 +133,65 @@ def test_settings_mirror_rewrites_longest_prefix(tmp_path: Path) -> None:
     assert s.mirror("https://a.invalid/y/f.tgz") == "http://m/y/f.tgz"
     assert s.mirror("https://b.invalid/f") == "https://b.invalid/f"
     assert s.cache == tmp_path.resolve()
+
+
+# ------------------------------------------------------------------ issue 8: validation holes
+
+A_URL = 'url = "https://example.invalid/a-1.0.tar.gz"'
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # `$` matched before a trailing newline: such a pin then quarantined the good file every run
+        (lambda t: t.replace('name = "a"', 'name = "a\\n"'), "artifact 'a\\n': name must be"),
+        (lambda t: t.replace('sha256 = "' + "a" * 64 + '"\nsig', 'sha256 = "' + "a" * 64 + '\\n"\nsig'),
+         "artifact 'a': sha256 must be 64 hex digits"),
+        (lambda t: t.replace('fingerprints = ["' + "B" * 40, 'fingerprints = ["' + "B" * 40 + "\\n"),
+         "key 'k': fingerprint"),
+        # an http(s) URL needs a host
+        (lambda t: t.replace(A_URL, 'url = "http:/x/a.tgz"'), "url must be an http, https or file URL with a host"),
+        (lambda t: t.replace(A_URL, 'url = "http:///x/a.tgz"'), "url must be an http, https or file URL with a host"),
+        # urlparse raised ValueError: a traceback
+        (lambda t: t.replace(A_URL, 'url = "http://[::1/a.bin"'), "url is not a valid URL (Invalid IPv6 URL)"),
+        (lambda t: t.replace(A_URL, 'url = "http://h:port/a.bin"'), "url is not a valid URL (Port could not"),
+        # the field is alt_urls, not 'u'
+        (lambda t: t.replace(A_URL, A_URL + "\nalt_urls = [5]"), "artifact 'a': alt_urls must be a list of URLs"),
+        (lambda t: t.replace(A_URL, A_URL + '\nalt_urls = ["ftp://m/a"]'), "artifact 'a': alt_urls must be an http"),
+        # two entries fetching one URL with different pins: one was dropped silently
+        (lambda t: t + '[[artifact]]\nname = "b"\nurl = "https://example.invalid/a-1.0.tar.gz"\nsha256 = "'
+         + "b" * 64 + '"\n', "artifact 'b': url https://example.invalid/a-1.0.tar.gz is also artifact 'a', "
+         "with another sha256"),
+        (lambda t: t.replace(A_URL, A_URL + "\nsize = -1"), "artifact 'a': size must be a whole number"),
+        (lambda t: t.replace(A_URL, A_URL + '\nsize = "12"'), "artifact 'a': size must be a whole number"),
+        (lambda t: t.replace(A_URL, A_URL + "\nsize = true"), "artifact 'a': size must be a whole number"),
+    ],
+)
+def test_validation_holes_are_one_clear_error(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, edit(GOOD))
+    with pytest.raises(LockfileError) as err:
+        lockfile.load(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_credentials_in_a_url_are_never_printed(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace(A_URL, 'url = "ftp://user:s3cret@example.invalid/a.tgz"'))
+    with pytest.raises(LockfileError) as err:
+        lockfile.load(path)
+    assert "s3cret" not in str(err.value) and "ftp://***@example.invalid/a.tgz" in str(err.value)
+
+
+def test_size_is_optional_and_carried_to_the_resource(tmp_path: Path) -> None:
+    lf = lockfile.load(write(tmp_path, GOOD.replace(A_URL, A_URL + "\nsize = 1234")))
+    [art, sig, key] = list(lf.resources())
+    assert lf.artifact("a").size == 1234 and (art.size, art.max_bytes) == (1234, 1234)
+    assert sig.size is None and sig.max_bytes == lockfile.UNPINNED_MAX  # unpinned: a small cap
+    assert key.max_bytes == lockfile.KEY_MAX
+    assert lockfile.load(write(tmp_path, GOOD)).artifact("a").size is None
+
+
+def test_an_artifact_and_a_key_may_still_share_a_name(tmp_path: Path) -> None:
+    """The default lockfile does it (llvm, cmake, rust): left as it is, on purpose."""
+    lf = lockfile.load(write(tmp_path, GOOD.replace('name = "a"', 'name = "k"')))
+    assert lf.artifact("k").key == "k" and lf.key("k").name == "k"

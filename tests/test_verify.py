@@ -406,3 +406,20 @@ def test_a_bad_signature_file_is_fetched_again_once_fixed_at_its_source(
     assert any("Downloading signature of tool" in ln for ln in lines)
     [v] = verify_all(lock, store, log=lambda _l: None)
     assert v.method == f"signature by {keys.main.fingerprint}"
+
+
+def test_a_file_changed_in_place_with_its_mtime_put_back_is_verified_again(
+        tmp_path: Path, store: Store) -> None:
+    """The stamp keyed on size, mtime and inode passed such a file without a look (issue 8 #10)."""
+    sha = put(store, DATA)
+    art = {"name": "tool", "url": TOOL_URL, "sha256": sha}
+    lock = load(write_lock(tmp_path / "l.toml", keys=[], artifacts=[art]))
+    assert not check(lock, store).cached and check(lock, store).cached
+    path = store.path(sha)
+    st = path.stat()
+    with path.open("r+b") as f:  # same size, same inode, other bytes
+        f.write(b"T")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+    with pytest.raises(HashMismatch, match="moved it to"):
+        check(lock, store)

@@ -61,7 +61,7 @@ def lock_(c: Context, lock: str = "", rust: str = "") -> None:
 
         def fetch_url(url: str) -> Path:
             name = lockfile.url_basename(url)
-            res = lockfile.Resource(f"channel file {name}", url, name, None)
+            res = lockfile.Resource(f"channel file {name}", url, name, None, cap=lockfile.KEY_MAX)
             store.forget_url(url)  # a channel manifest changes: always fetch the current one
             return download.fetch(res, store, mirror=s.mirror).path
 
@@ -71,6 +71,7 @@ def lock_(c: Context, lock: str = "", rust: str = "") -> None:
     print(verify.summary(verify.verify_all(lf, store)))
     if not pins.record_unpinned(s.lock, store, print):
         print(f"{s.lock.name}: no unpinned key hashes to record")
+    pins.record_sizes(s.lock, store, print)
 
 
 TASKS = [download_, verify_, lock_]

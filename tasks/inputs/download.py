@@ -4,7 +4,8 @@ One resource: lock (per URL) → check the store → stream into ``partial/<key>
 hashing the raw bytes received → verify → ``os.replace`` under ``sha256/``. A broken transfer
 leaves only the ``.part``; the next attempt, or the next run after a ``kill -9``, hashes what
 it holds and asks for the rest with ``Range: bytes=N-``. The HTTP side (timeouts, backoff on
-5xx and lost connections, never a retry on a 4xx, Range) is :mod:`tasks.inputs.http`.
+5xx and lost connections, never a retry on a 4xx, Range) is :mod:`tasks.inputs.http`; one
+file's transfer (size bounds, deadline, alternates, modes) is :mod:`tasks.inputs.transfer`.
 
 :func:`fetch_all` returns what it did (a :class:`Fetched` per file, "cached" or
 "downloaded") and says only "Downloading ..." as it works; :func:`summary` is the line a
@@ -13,33 +14,30 @@ task prints after it.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import queue
-import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
+import filelock
 import requests
 from rich.filesize import decimal
 
-from tasks.errors import CompatError, DownloadError, HashMismatch, LockfileError
+from tasks.errors import CompatError, DownloadError, LockfileError, LockTimeout
 from tasks.inputs import http
 from tasks.inputs.lockfile import Lockfile, Resource
+from tasks.inputs.transfer import Fatal, Progress, Transfer, disk_text
+from tasks.inputs.urls import redact
 from tasks.settings import Settings
 from tasks.store import Store
 
-CHUNK = http.CHUNK
-Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes when known)
 Log = Callable[[str], None]
+LOCK_POLL = 0.2  # seconds between tries at a lock another process holds
+LOCK_GRACE = 30.0  # seconds waited for a lock beyond the holder's own deadlines
 
 
 @dataclass(frozen=True)
@@ -52,10 +50,6 @@ class Fetched:
     action: str
 
 
-class _Fatal(Exception):
-    """A failure no other URL can cure: the local disk, or an interrupt."""
-
-
 def _identity(url: str) -> str:
     return url
 
@@ -66,39 +60,83 @@ def _quiet(_message: str) -> None:
 
 def fetch(resource: Resource, store: Store, *, mirror: Callable[[str], str] = _identity,
           session: requests.Session | None = None, progress: Progress | None = None,
-          log: Log = _quiet, cancel: threading.Event | None = None) -> Fetched:
-    """Put ``resource`` in ``store`` unless it is there; log "Downloading" only when fetching."""
+          log: Log = _quiet, cancel: threading.Event | None = None,
+          deadline: float | None = None) -> Fetched:
+    """Put ``resource`` in ``store`` unless it is there; log "Downloading" only when fetching.
+
+    ``deadline`` bounds each URL's transfer, retries included (default
+    :data:`tasks.inputs.http.DEADLINE`); waiting for another process's lock on the same
+    URL is bounded by the deadline of every URL it may try. No message or log line shows
+    a URL's credentials.
+    """
+    def say(message: str) -> None:
+        log(redact(message))
+
+    try:
+        return _fetch(resource, store, mirror, session, progress, say, cancel,
+                      http.DEADLINE if deadline is None else deadline)
+    except CompatError as exc:
+        raise type(exc)(redact(str(exc))) from None
+
+
+def _fetch(resource: Resource, store: Store, mirror: Callable[[str], str], session: requests.Session | None,
+           progress: Progress | None, say: Log, cancel: threading.Event | None, deadline: float) -> Fetched:
     if found := _cached(resource, store):
         return found
+    urls = list(dict.fromkeys(mirror(u) for u in (resource.url, *resource.alt_urls)))
     with ExitStack() as stack:
         try:
             store.ensure()
-            stack.enter_context(store.lock(resource.url))
-        except (CompatError, OSError) as exc:
-            raise DownloadError(f"{resource.label}: {_disk_text(store.root, exc)}") from None
+            lock = store.file_lock(resource.url)
+            stack.enter_context(_acquired(lock, resource, say, cancel, deadline * len(urls) + LOCK_GRACE))
+        except (OSError, filelock.Timeout) as exc:
+            raise DownloadError(f"{resource.label}: {disk_text(store.root, exc)}") from None
+        except CompatError as exc:
+            if isinstance(exc, LockTimeout):
+                raise
+            raise DownloadError(f"{resource.label}: {exc}") from None
         if found := _cached(resource, store):  # another process finished it while we waited
             return found
         session = session or stack.enter_context(http.new_session(1))
         part = store.partial(resource.url)  # one .part per resource, resumable from any mirror
-        job = _Transfer(part, session, progress, log, cancel)
-        urls = list(dict.fromkeys(mirror(u) for u in (resource.url, *resource.alt_urls)))
-        url, sha, size = job.first_that_works(resource.label, urls)
-        if resource.sha256 and sha != resource.sha256:
-            try:
-                where = f"moved the file to {store.quarantine(part, resource.label)}"
-            except OSError:
-                part.unlink(missing_ok=True)
-                where = "deleted the file"
-            raise HashMismatch(f"{resource.label}: sha256 mismatch for {url}: expected "
-                               f"{resource.sha256}, got {sha}; {where}")
+        job = Transfer(resource, store, part, session, progress, say, cancel, deadline)
+        _url, sha, size = job.first_that_works(urls)
         try:
+            os.chmod(part, job.mode)  # made 0600; never wider than a file:// source
             path = store.adopt(part, sha)
             if not resource.sha256:
                 store.record_url(resource.url, sha, size)
         except OSError as exc:
-            raise DownloadError(f"{resource.label}: {_disk_text(store.root, exc)}") from None
+            raise DownloadError(f"{resource.label}: {disk_text(store.root, exc)}") from None
         return Fetched(resource, path, sha, "downloaded")
     raise AssertionError("unreachable")  # for mypy: an ExitStack could swallow exceptions
+
+
+@contextmanager
+def _acquired(lock: filelock.BaseFileLock, resource: Resource, say: Log, stop: threading.Event | None,
+              wait: float) -> Iterator[None]:
+    """Hold ``lock``; when another process holds it, say so once and wait at most ``wait`` s,
+    in short tries, so an interrupt or ``stop`` ends the wait at once."""
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        say(f"Waiting for another process downloading {resource.label} ({resource.url}); "
+            f"giving up after {wait:g} s")
+        end = time.monotonic() + wait
+        while True:
+            if stop is not None and stop.is_set():
+                raise Fatal("interrupted") from None
+            try:
+                lock.acquire(timeout=min(LOCK_POLL, max(end - time.monotonic(), 0)))
+                break
+            except filelock.Timeout:
+                if time.monotonic() >= end:
+                    raise LockTimeout(f"{resource.label}: another process has held the download lock "
+                                      f"{lock.lock_file} for over {wait:g} s; gave up waiting") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _cached(resource: Resource, store: Store) -> Fetched | None:
@@ -109,147 +147,15 @@ def _cached(resource: Resource, store: Store) -> Fetched | None:
     return Fetched(resource, store.path(sha), sha, "cached") if sha else None
 
 
-@dataclass
-class _Transfer:
-    """Bring one ``.part`` to a complete file, from the first URL that serves it."""
-
-    part: Path
-    session: requests.Session
-    progress: Progress | None
-    say: Log
-    cancel: threading.Event | None
-
-    def first_that_works(self, label: str, urls: list[str]) -> tuple[str, str, int]:
-        failures: list[str] = []
-        for i, url in enumerate(urls):
-            self.say(f"Downloading {label} ({url})")
-            try:
-                if urlparse(url).scheme == "file":
-                    return (url, *self.copy_file(url))
-                return (url, *http.with_retries(partial(self.attempt, url), what=label, say=self.say))
-            except _Fatal as exc:
-                raise DownloadError(f"{label}: {exc}") from None
-            except DownloadError as exc:
-                failures.append(str(exc))
-                if i + 1 < len(urls):
-                    self.say(f"{label}: {exc}; trying the next URL")
-        more = f" ({len(failures) - 1} alternate URLs also failed)" if len(failures) > 1 else ""
-        raise DownloadError(f"{label}: {failures[0]}{more}")
-
-    def attempt(self, url: str) -> tuple[str, int]:
-        """One GET, resuming what the ``.part`` holds; (sha256, size) once it is complete."""
-        h, offset = _hash_part(self.part)
-        try:
-            body = http.open_from(self.session, url, offset)
-        except http.RangeRefused:
-            self.part.unlink(missing_ok=True)
-            raise
-        if body is None:  # the .part holds it all: killed between its last byte and adopt
-            return h.hexdigest(), offset
-        with body:
-            if body.start == 0:  # a fresh start, or a server that ignored our Range
-                h, mode = hashlib.sha256(), "wb"
-            else:
-                mode = "ab"
-            got = self.write(body.chunks(), mode, h, body.start, body.total)
-        body.check(got)
-        return h.hexdigest(), got
-
-    def copy_file(self, url: str) -> tuple[str, int]:
-        """Copy a ``file://`` URL the same way: hashed while written, into the ``.part``."""
-        src = Path(url2pathname(urlparse(url).path))
-        try:
-            with src.open("rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                h = hashlib.sha256()
-                got = self.write(iter(lambda: f.read(CHUNK), b""), "wb", h, 0, size)
-        except OSError as exc:
-            raise DownloadError(f"cannot read {src}: {exc.strerror or exc}") from None
-        return h.hexdigest(), got
-
-    def write(self, chunks: Iterator[bytes], mode: str, h: hashlib._Hash, got: int,
-              whole: int | None) -> int:
-        """Append ``chunks`` to the ``.part`` and ``h``; return the bytes the ``.part`` holds.
-
-        Hashing runs in its own thread (hashlib releases the GIL) while this one reads the
-        socket and writes the file, so the hash costs almost nothing. No fsync:
-        a kill cannot lose page-cache bytes, and after a power loss ``verify`` re-hashes any
-        file whose size or mtime changed and moves a damaged one aside.
-        Only a local disk error raises here: a network error ends ``chunks``, and the caller
-        judges it by the bytes held (:meth:`tasks.inputs.http.Body.check`)."""
-        try:
-            with self.part.open(mode) as f, _Sink(h.update) as hasher:
-                for chunk in chunks:
-                    hasher.put(chunk)
-                    f.write(chunk)
-                    got += len(chunk)
-                    if self.progress:
-                        self.progress(got, whole)
-                    if self.cancel and self.cancel.is_set():
-                        raise _Fatal("interrupted")
-        except OSError as exc:
-            raise _Fatal(_disk_text(self.part, exc)) from None
-        return got
-
-
-class _Sink:
-    """A worker thread applying ``fn`` to each queued chunk, in order; errors re-raised."""
-
-    def __init__(self, fn: Callable[[bytes], object]) -> None:
-        self.fn = fn
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while (chunk := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.fn(chunk)
-                except BaseException as exc:  # handed to the caller's thread
-                    self.error = exc
-
-    def put(self, chunk: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(chunk)
-
-    def __enter__(self) -> _Sink:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-def _hash_part(part: Path) -> tuple[hashlib._Hash, int]:
-    """The sha256 state and length of the bytes already in ``part`` (none if it is absent)."""
-    try:
-        with part.open("rb") as f:
-            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a device could read forever
-                return hashlib.file_digest(f, "sha256"), f.tell()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise _Fatal(_disk_text(part, exc)) from None
-    return hashlib.sha256(), 0
-
-
-def _disk_text(path: Path, exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return f"cannot write {exc.filename or path}: {exc.strerror or exc}"
-    return str(exc)
-
-
 def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
               log: Log = print) -> list[Fetched]:
     """Fetch every resource (or one name's) a few at a time; return what was done to each.
 
-    Logs "Downloading ..." for each file fetched, nothing for a cached one. Failures let
-    the other files finish; then each is logged but the first, which is raised.
+    Logs "Downloading ..." for each file fetched, nothing for a cached one, each message a
+    whole line however many threads log at once. Failures let the other files finish; then
+    each is logged but the first, which is raised. Ctrl-C stops every transfer at once,
+    even a read blocked on a stalled server: the workers are daemon threads whose sockets
+    are shut down, so the interrupt is raised within a second.
     """
     if only is not None:
         _check_name(lock, only)
@@ -258,23 +164,48 @@ def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
         by_url.setdefault(r.url, r)
     store = Store(settings.cache)
     store.ensure()  # once, before the threads
-    cancel = threading.Event()
-    with http.new_session(settings.jobs) as session, _display(settings) as track, \
-            ThreadPoolExecutor(max_workers=settings.jobs) as pool:
-        futures = [pool.submit(fetch, r, store, mirror=settings.mirror, session=session,
-                               progress=track(r), log=log, cancel=cancel)
-                   for r in by_url.values()]
+    stop = http.Stop()
+    lines = threading.Lock()
+
+    def say(message: str) -> None:
+        with lines:  # print writes the text and the newline apart: two threads interleave
+            log(message)
+
+    todo = list(enumerate(by_url.values()))
+    done: dict[int, Fetched | BaseException] = {}
+    with http.new_session(settings.jobs) as session, _display(settings) as track:
+
+        def work() -> None:
+            while True:
+                try:
+                    i, r = todo.pop(0)
+                except IndexError:
+                    return
+                try:
+                    done[i] = fetch(r, store, mirror=settings.mirror, session=session, progress=track(r),
+                                    log=say, cancel=stop, deadline=settings.deadline)
+                except BaseException as exc:  # noqa: B036 - handed to the main thread
+                    done[i] = exc
+
+        workers = [threading.Thread(target=work, daemon=True) for _ in range(min(settings.jobs, len(todo)))]
         try:
-            wait(futures)
+            for w in workers:
+                w.start()
+            for w in workers:
+                while w.is_alive():
+                    w.join(0.1)
         except KeyboardInterrupt:
-            cancel.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop.set()
+            end = time.monotonic() + 0.5  # let the workers close their files; never longer
+            for w in workers:
+                w.join(max(end - time.monotonic(), 0))
             raise
-    errors = [e for f in futures if (e := f.exception()) is not None]
+    results = [done[i] for i in range(len(by_url))]
+    errors = [e for e in results if isinstance(e, BaseException)]
     if not errors:
-        return [f.result() for f in futures]
+        return [f for f in results if isinstance(f, Fetched)]
     for extra in errors[1:]:
-        log(f"Also failed: {extra}")
+        say(f"Also failed: {extra}")
     if isinstance(errors[0], CompatError) and len(errors) > 1:
         raise type(errors[0])(f"{errors[0]} (and {len(errors) - 1} more failed)") from None
     raise errors[0]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from tasks.errors import DownloadError
 
 CHUNK = 1 << 20
 TIMEOUT: tuple[float, float] = (10.0, 60.0)  # (connect, read) seconds
+DEADLINE = 1800.0  # seconds one URL may take, retries included (a drip never times out per read)
 BACKOFF, RETRIES = 0.5, 3
 RETRY_DELAYS: tuple[float, ...] = tuple(BACKOFF * 2**i for i in range(RETRIES))  # 0.5, 1, 2 s
 Log = Callable[[str], None]
@@ -64,8 +67,11 @@ def new_session(pool: int = 4) -> requests.Session:
     return session
 
 
-def with_retries(attempt: Callable[[], T], *, what: str, say: Log = _quiet) -> T:
-    """``attempt()``, again after each :class:`Transient`; DownloadError once the delays run out."""
+def with_retries(attempt: Callable[[], T], *, what: str, say: Log = _quiet,
+                 stop: threading.Event | None = None, until: float | None = None) -> T:
+    """``attempt()``, again after each :class:`Transient`; DownloadError once the delays run out,
+    or when the next try would start after ``until`` (a :func:`time.monotonic` deadline).
+    A set ``stop`` ends the wait between tries at once (:class:`Interrupted`)."""
     tries = 0
     while True:
         try:
@@ -74,12 +80,48 @@ def with_retries(attempt: Callable[[], T], *, what: str, say: Log = _quiet) -> T
             delays = RETRY_DELAYS  # read at each failure, so tests can shorten it
             if tries >= len(delays):
                 raise DownloadError(f"{exc} (gave up after {tries + 1} tries)") from None
+            if until is not None and time.monotonic() + delays[tries] >= until:
+                raise DownloadError(f"{exc} (gave up at the deadline, after {tries + 1} tries)") from None
             say(f"{what}: {exc}; retrying in {delays[tries]:g} s")
-            time.sleep(delays[tries])
+            if stop is not None and stop.wait(delays[tries]):
+                raise Interrupted("interrupted") from None
+            if stop is None:
+                time.sleep(delays[tries])
             tries += 1
 
 
-@dataclass
+class Interrupted(Exception):  # noqa: N818 - the user asked to stop: no retry, no other URL
+    """A transfer was stopped (Ctrl-C, or a deadline) from outside the thread reading it."""
+
+
+class Stop(threading.Event):
+    """An Event that, once set, also shuts down every socket a :class:`Body` registered with
+    it: a read blocked on a stalled server returns at once instead of after the read timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: set[Body] = set()
+        self._guard = threading.Lock()
+
+    def set(self) -> None:
+        super().set()
+        with self._guard:
+            live = list(self._live)
+        for body in live:
+            body.abort()
+
+    def watch(self, body: Body) -> None:
+        with self._guard:
+            self._live.add(body)
+        if self.is_set():
+            body.abort()
+
+    def unwatch(self, body: Body) -> None:
+        with self._guard:
+            self._live.discard(body)
+
+
+@dataclass(eq=False)  # hashed by identity: a Stop holds the live ones in a set
 class Body:
     """An answer to read: its bytes start at ``start``; ``total`` is the whole file's length."""
 
@@ -107,6 +149,16 @@ class Body:
             raise Transient(f"truncated: got {held} of {self.total} bytes from {self.url}")
         if self.lost is not None:
             raise Transient(f"{why(self.lost)} after {held} bytes from {self.url}")
+
+    def abort(self) -> None:
+        """Shut the connection down from any thread: a blocked read returns at once."""
+        conn = getattr(self.response.raw, "connection", None)
+        sock = getattr(conn, "sock", None)
+        if isinstance(sock, socket.socket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> Body:
         return self

@@ -37,17 +37,20 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from tasks.errors import LockfileError
+from tasks.inputs.urls import problem, redact
 
 SCHEMA_VERSION = 2
 SCHEMAS = (1, 2)
 LINKERS = ("llvm", "rust-lld")  # how the builder image links: docker/builder, docker/builder-rust-lld
 ARCHES = ("x86_64",)
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_FPR = re.compile(r"^[0-9A-F]{40}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_GLIBC = re.compile(r"^\d+\.\d+$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_URL_SCHEMES = ("http", "https", "file")
+# Every pattern is used with fullmatch: `$` would also match before a trailing newline.
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_FPR = re.compile(r"[0-9A-F]{40}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_GLIBC = re.compile(r"\d+\.\d+")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+UNPINNED_MAX = 1 << 20  # the most bytes taken for an unpinned signature or checksum list
+KEY_MAX = 16 << 20  # ... and for a key file without a pinned size (GNU's keyring is a few MB)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Key:
     url: str
     fingerprints: tuple[str, ...]
     sha256: str | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class Artifact:
     checksums_url: str | None = None
     checksums_signature_url: str | None = None
     key: str | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ class Rpm:
     url: str
     sha256: str
     target: str = ""
+    size: int | None = None
 
     @property
     def filename(self) -> str:
@@ -128,6 +134,18 @@ class Resource:
     filename: str
     sha256: str | None
     alt_urls: tuple[str, ...] = ()
+    size: int | None = None  # the pinned length in bytes, when the lockfile records it
+    cap: int | None = None  # the most bytes taken when no size is pinned (None: the default)
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The most bytes a download may bring: the pinned size, else a cap; unpinned files
+        (signatures, checksum lists) get a small one; a pinned file without a size none."""
+        if self.size is not None:
+            return self.size
+        if self.cap is not None:
+            return self.cap
+        return None if self.sha256 else UNPINNED_MAX
 
 
 @dataclass(frozen=True)
@@ -162,7 +180,7 @@ class Lockfile:
         """Every file the lockfile names, or those of one artifact/key/rpm name."""
         for a in self.artifacts:
             if only in (None, a.name):
-                yield Resource(f"artifact {a.name}", a.url, a.filename, a.sha256, a.alt_urls)
+                yield Resource(f"artifact {a.name}", a.url, a.filename, a.sha256, a.alt_urls, a.size)
                 if a.signature_url:
                     yield _unpinned(f"signature of {a.name}", a.signature_url)
                 if a.checksums_url:
@@ -170,14 +188,17 @@ class Lockfile:
                 if a.checksums_signature_url:
                     yield _unpinned(f"checksums signature of {a.name}", a.checksums_signature_url)
                 if a.key and only is not None:
-                    k = self.key(a.key)
-                    yield Resource(f"key {k.name}", k.url, url_basename(k.url), k.sha256)
+                    yield _key_resource(self.key(a.key))
         for k in self.keys:
             if only in (None, k.name):
-                yield Resource(f"key {k.name}", k.url, url_basename(k.url), k.sha256)
+                yield _key_resource(k)
         for r in self.rpms:
             if only in (None, r.name):
-                yield Resource(f"rpm {r.name}", r.url, r.filename, r.sha256)
+                yield Resource(f"rpm {r.name}", r.url, r.filename, r.sha256, size=r.size)
+
+
+def _key_resource(k: Key) -> Resource:
+    return Resource(f"key {k.name}", k.url, url_basename(k.url), k.sha256, size=k.size, cap=KEY_MAX)
 
 
 def _unpinned(label: str, url: str) -> Resource:
@@ -259,6 +280,8 @@ def parse(data: dict[str, Any], path: Path, *, target: str | None = None) -> Loc
         if r.target and r.target not in targets:
             raise LockfileError(f"{path.name}: rpm '{r.name}': target '{r.target}' is not a target")
     rpms = tuple(r for r in all_rpms if (r.target or default) == chosen)
+    _one_pin_per_url(path.name, [*(("artifact", a) for a in artifacts), *(("key", k) for k in keys),
+                                 *(("rpm", r) for r in all_rpms)])
     key_names = {k.name for k in keys}
     for t, _b in targets.values():
         if t.rpm_key and t.rpm_key not in key_names:
@@ -277,6 +300,20 @@ def parse(data: dict[str, Any], path: Path, *, target: str | None = None) -> Loc
                     schema=int(schema), linker=linker, targets=tuple(targets))
 
 
+def _one_pin_per_url(file: str, entries: list[tuple[str, Artifact | Key | Rpm]]) -> None:
+    """Two entries fetching one URL must pin the same bytes: the download keeps one per URL."""
+    seen: dict[str, tuple[str, Artifact | Key | Rpm]] = {}
+    for kind, e in entries:
+        if e.sha256 is None:
+            continue
+        first = seen.setdefault(e.url, (kind, e))
+        other = first[1]
+        if other is not e and (other.sha256, other.size) != (e.sha256, e.size):
+            field = "sha256" if other.sha256 != e.sha256 else "size"
+            raise LockfileError(f"{file}: {kind} '{e.name}': url {redact(e.url)} is also {first[0]} "
+                                f"'{other.name}', with another {field}")
+
+
 def _targets(v: _Validator, table: dict[str, Any]) -> dict[str, tuple[Target, BaseImage]]:
     if not table:
         raise LockfileError(f"{v.file}: [targets] defines no target")
@@ -285,7 +322,7 @@ def _targets(v: _Validator, table: dict[str, Any]) -> dict[str, tuple[Target, Ba
         where = f"target '{name}'"
         if not isinstance(t, dict):
             raise LockfileError(f"{v.file}: {where} must be a table ([targets.{name}])")
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise LockfileError(f"{v.file}: {where}: a target name is letters, digits and ._+-")
         v.unknown(t, where, {"glibc", "arch", "packages", "repos", "base", "rpm_key"})
         out[name] = (_target(v, t, name, where), _base(v, v.table(t, "base", f"targets.{name}.base"), f"{where}: base"))
@@ -294,7 +331,7 @@ def _targets(v: _Validator, table: dict[str, Any]) -> dict[str, tuple[Target, Ba
 
 def _target(v: _Validator, t: dict[str, Any], name: str, where: str) -> Target:
     packages = t.get("packages", [])
-    if not isinstance(packages, list) or not all(isinstance(p, str) and _NAME.match(p) for p in packages):
+    if not isinstance(packages, list) or not all(isinstance(p, str) and _NAME.fullmatch(p) for p in packages):
         raise LockfileError(f"{v.file}: {where}: packages must be a list of package names")
     arch = v.string(t, where, "arch", optional=True) or "x86_64"
     if arch not in ARCHES:
@@ -325,14 +362,14 @@ def _base(v: _Validator, t: dict[str, Any], where: str) -> BaseImage:
 
 
 def _key(v: _Validator, t: dict[str, Any], where: str) -> Key:
-    v.unknown(t, where, {"name", "url", "sha256", "fingerprints"})
+    v.unknown(t, where, {"name", "url", "sha256", "size", "fingerprints"})
     fprs = t.get("fingerprints")
     if not isinstance(fprs, list) or not fprs:
         raise LockfileError(f"{v.file}: {where}: fingerprints must be a non-empty list")
     clean = []
     for f in fprs:
         f2 = f.replace(" ", "").upper() if isinstance(f, str) else ""
-        if not _FPR.match(f2):
+        if not _FPR.fullmatch(f2):
             raise LockfileError(f"{v.file}: {where}: fingerprint {f!r} must be 40 hex digits")
         clean.append(f2)
     return Key(
@@ -340,6 +377,7 @@ def _key(v: _Validator, t: dict[str, Any], where: str) -> Key:
         url=v.url(t, where, "url"),
         sha256=v.sha256(t, where, optional=True),
         fingerprints=tuple(clean),
+        size=v.size(t, where),
     )
 
 
@@ -348,37 +386,39 @@ def _artifact(v: _Validator, t: dict[str, Any], where: str) -> Artifact:
         t,
         where,
         {"name", "url", "sha256", "filename", "alt_urls", "signature_url", "checksums_url",
-         "checksums_signature_url", "key", "note"},
+         "checksums_signature_url", "key", "note", "size"},
     )
     url = v.url(t, where, "url")
     alt = t.get("alt_urls", [])
-    if not isinstance(alt, list):
-        raise LockfileError(f"{v.file}: {where}: alt_urls must be a list of URLs")
+    if not isinstance(alt, list) or not all(isinstance(u, str) for u in alt):
+        raise LockfileError(f"{v.file}: {where}: alt_urls must be a list of URLs, not {redact(repr(alt))}")
     filename = v.string(t, where, "filename", pattern=_NAME, what="a plain file name", optional=True)
     return Artifact(
         name=v.name(t, where),
         url=url,
         sha256=v.sha256(t, where, optional=False) or "",
         filename=filename or _safe_filename(v, where, url),
-        alt_urls=tuple(v.url({"u": u}, where, "u") for u in alt),
+        alt_urls=tuple(v.url({"alt_urls": u}, where, "alt_urls") for u in alt),
         signature_url=v.url(t, where, "signature_url", optional=True),
         checksums_url=v.url(t, where, "checksums_url", optional=True),
         checksums_signature_url=v.url(t, where, "checksums_signature_url", optional=True),
         key=v.string(t, where, "key", pattern=_NAME, optional=True),
+        size=v.size(t, where),
     )
 
 
 def _rpm(v: _Validator, t: dict[str, Any], where: str) -> Rpm:
-    v.unknown(t, where, {"name", "url", "sha256", "target"})
+    v.unknown(t, where, {"name", "url", "sha256", "target", "size"})
     url = v.url(t, where, "url")
     _safe_filename(v, where, url)
     target = v.string(t, where, "target", pattern=_NAME, optional=True) or ""
-    return Rpm(name=v.name(t, where), url=url, sha256=v.sha256(t, where, optional=False) or "", target=target)
+    return Rpm(name=v.name(t, where), url=url, sha256=v.sha256(t, where, optional=False) or "", target=target,
+               size=v.size(t, where))
 
 
 def _safe_filename(v: _Validator, where: str, url: str) -> str:
     name = url_basename(url)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise LockfileError(f"{v.file}: {where}: url must end in a plain file name, not {name!r}")
     return name
 
@@ -405,7 +445,8 @@ class _Validator:
         for i, t in enumerate(items):
             if not isinstance(t, dict):
                 raise LockfileError(f"{self.file}: {kind} #{i + 1} must be a table")
-            label = t.get("name") if isinstance(t.get("name"), str) else f"#{i + 1}"
+            label = str(t["name"]) if isinstance(t.get("name"), str) else f"#{i + 1}"
+            label = label if label.isprintable() else label.encode("unicode_escape").decode()
             where = f"{kind} '{label}'"
             obj = make(self, t, where)
             names = self.seen.setdefault(f"{kind}/{scope(t) if scope else ''}", set())
@@ -436,9 +477,9 @@ class _Validator:
             raise LockfileError(f"{self.file}: {where}: {key} is missing")
         if not isinstance(value, str):
             raise LockfileError(f"{self.file}: {where}: {key} must be a string")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise LockfileError(
-                f"{self.file}: {where}: {key} must be {what or 'a safe name'}, not {value!r}"
+                f"{self.file}: {where}: {key} must be {what or 'a safe name'}, not {redact(repr(value))}"
             )
         return value
 
@@ -458,7 +499,7 @@ class _Validator:
 
     def sha256(self, t: dict[str, Any], where: str, *, optional: bool) -> str | None:
         value = self.string(t, where, "sha256", optional=optional)
-        if value is not None and not _HEX64.match(value):
+        if value is not None and not _HEX64.fullmatch(value):
             raise LockfileError(f"{self.file}: {where}: sha256 must be 64 hex digits")
         return value
 
@@ -466,9 +507,15 @@ class _Validator:
         value = self.string(t, where, key, optional=optional)
         if value is None:
             return None
-        scheme = urlparse(value).scheme
-        if scheme not in _URL_SCHEMES:
-            raise LockfileError(
-                f"{self.file}: {where}: {key} must be an http, https or file URL, not {value!r}"
-            )
+        why = problem(value)
+        if why is not None:
+            raise LockfileError(f"{self.file}: {where}: {key} {why}, not {redact(repr(value))}")
+        return value
+
+    def size(self, t: dict[str, Any], where: str) -> int | None:
+        value = t.get("size")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise LockfileError(f"{self.file}: {where}: size must be a whole number of bytes, not {value!r}")
         return value

@@ -22,8 +22,8 @@ from tasks.inputs.lockwrite import rewrite
 from tasks.inputs.verify import check_signature, key_file, verify_artifact
 from tasks.store import Store, sha256_file
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 
 Log = Callable[[str], None]
 
@@ -59,12 +59,40 @@ def record_unpinned(lock_path: Path, store: Store, log: Log = print) -> list[str
     return list(found)
 
 
+def record_sizes(lock_path: Path, store: Store, log: Log = print) -> int:
+    """Pin the ``size`` of every pinned file whose verified bytes are in the store; return how many.
+
+    Call after ``download`` and ``verify`` succeeded: a file is in the store under its sha256
+    only once its hash matched, so its length is the pinned file's. From then on a download
+    refuses a ``Content-Length`` above it, and stops a longer body there.
+    """
+    found: dict[tuple[str, str], int] = {}
+    for kind in ("artifact", "key", "rpm"):
+        for table in _tables(tomlkit.parse(lock_path.read_text(encoding="utf-8")), kind):
+            sha = table.get("sha256")
+            if isinstance(sha, str) and "size" not in table and store.has(sha):
+                found[(kind, sha)] = store.path(sha).stat().st_size
+    if not found:
+        return 0
+
+    def edit(doc: tomlkit.TOMLDocument) -> None:
+        for kind in ("artifact", "key", "rpm"):
+            for table in _tables(doc, kind):
+                size = found.get((kind, str(table.get("sha256"))))
+                if size is not None and "size" not in table:
+                    _set(table, "size", size, after="sha256")
+
+    rewrite(lock_path, edit)
+    log(f"Recorded the size of {len(found)} pinned file{'s' * (len(found) != 1)} (refused above it from now on)")
+    return len(found)
+
+
 def refresh_rust(lock_path: Path, store: Store, *, version: str, fetch: Callable[[str], Path],
                  triple: str = "x86_64-unknown-linux-gnu",
                  dist_root: str = "https://static.rust-lang.org/dist",
                  log: Log = print) -> str:
     """Pin artifact 'rust' to ``version`` from its signed channel manifest; return the sha256."""
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise PinError(f"not a Rust version or channel: {version!r}")
     lock = load(lock_path)
     key, artifact = lock.key("rust"), lock.artifact("rust")
@@ -132,7 +160,7 @@ def _target(manifest: Path, name: str, triple: str) -> dict[str, str]:
         raise PinError(f"{name}: rust is not available for {triple}")
     for url_key, hash_key in (("url", "hash"), ("xz_url", "xz_hash")):
         if url_key == "url" or url_key in pkg:
-            if not isinstance(pkg.get(url_key), str) or not _HEX64.match(str(pkg.get(hash_key))):
+            if not isinstance(pkg.get(url_key), str) or not _HEX64.fullmatch(str(pkg.get(hash_key))):
                 raise PinError(f"{name}: [pkg.rust.target.{triple}] has no valid "
                                   f"{url_key}/{hash_key}")
     return {"url": pkg["url"], "hash": pkg["hash"]}
@@ -143,7 +171,7 @@ def _tables(doc: tomlkit.TOMLDocument, kind: str) -> list[Table]:
     return [t for t in items if isinstance(t, Table)]
 
 
-def _set(table: Table, key: str, value: str, *, after: str) -> None:
+def _set(table: Table, key: str, value: str | int, *, after: str) -> None:
     """Set ``key``, keeping an existing value's comment, or add it on the line after ``after``."""
     new = tomlkit.item(value)
     if key in table:

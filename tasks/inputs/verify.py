@@ -26,11 +26,11 @@ from typing import Any
 import gnupg
 
 from tasks.atomic import write_atomic
-from tasks.errors import CompatError, HashMismatch, NotDownloaded, SignatureError, ToolError
+from tasks.errors import CompatError, HashMismatch, NotDownloaded, OutputError, SignatureError, ToolError
 from tasks.inputs.lockfile import Artifact, Key, Lockfile, url_basename
 from tasks.store import Store, sha256_file
 
-STAMP_VERSION = 1
+STAMP_VERSION = 2  # 2: a file is keyed on its ctime too (an edit with the mtime put back)
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+?)\r?$")
 _VERDICTS = {"GOODSIG", "EXPKEYSIG", "REVKEYSIG", "BADSIG", "EXPSIG", "ERRSIG"}
 
@@ -207,8 +207,10 @@ def listed_hashes(text: str, filename: str) -> list[str]:
 
 
 def _stat(path: Path) -> list[int]:
+    """What a stamp keys a file on: an edit in place changes the ctime even when the mtime is
+    put back (``touch -d``, ``os.utime``), and a file replaced by another has a new inode."""
     st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
 def _aux(store: Store, url: str, what: str) -> tuple[Path, str]:
@@ -222,8 +224,11 @@ def _rehash(store: Store, path: Path, sha: str, label: str) -> None:
     """Hash a cached file again; move it aside if it is not what its name says."""
     got = sha256_file(path)
     if got != sha:
-        moved = store.quarantine(path, label)
-        raise HashMismatch(f"{label} has sha256 {got}, expected {sha}; moved it to {moved}")
+        try:
+            moved = f"moved it to {store.quarantine(path, label)}"
+        except OSError as exc:
+            moved = f"could not move it aside ({exc.filename or path}: {exc.strerror or exc})"
+        raise HashMismatch(f"{label} has sha256 {got}, expected {sha}; {moved}")
 
 
 def verify_artifact(lock: Lockfile, artifact: Artifact, store: Store) -> Verified:
@@ -270,7 +275,11 @@ def verify_artifact(lock: Lockfile, artifact: Artifact, store: Store) -> Verifie
             store.forget_url(url)
         raise type(exc)(f"{exc}; the next `invoke download` fetches its signature files again") from None
     record = {"material": material, "method": method, "note": note}
-    write_atomic(stamp, json.dumps(record, sort_keys=True).encode())
+    try:
+        write_atomic(stamp, json.dumps(record, sort_keys=True).encode())
+    except OSError as exc:  # a full disk: a write's error names no file, so name it here
+        raise OutputError(f"{where}: verified, but cannot write its stamp {exc.filename or stamp}: "
+                          f"{exc.strerror or exc}") from None
     return Verified(artifact.name, artifact.sha256, method, False, note)
 
 
