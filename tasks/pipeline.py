@@ -28,8 +28,9 @@ from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
 from tasks.crates.fixup import FixupReport
 from tasks.crates.floors import resolve_floors
+from tasks.crates import zigbuild, zigtools
 from tasks.crates.smoke import SmokeResult, smoke_in_image
-from tasks.errors import LockfileError
+from tasks.errors import DockerError, LockfileError
 from tasks.inputs import download, http, lockfile, verify
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
@@ -113,15 +114,26 @@ def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = 
     return lockfile.load(lock.path, lock.target.name, linker=lock.linker)
 
 
-def build(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
+def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
           features: str = "", extra_args: Sequence[str] = (), out: Path | None = None,
           fix_weak: bool = True, log: Log = print, on_line: Log = print) -> BuildResult:
-    """The builder image, then ``crate``'s cdylibs built in it into ``<out>/<target name>/``.
+    """``crate``'s cdylibs built for the target into ``<out>/<target name>/``, by ``settings.backend``.
 
-    ``out`` defaults to ``settings.out``; cargo's output goes to ``on_line``, progress to
-    ``log``; ``fix_weak`` runs the weak-version fix-up on each library (on by default).
-    See :func:`tasks.crates.build.build_crate` for what it raises.
+    docker (``dk`` required): the builder image, then cargo in it. zig (``dk`` unused): the
+    pinned cargo-zigbuild and zig wheels downloaded, verified and unpacked into the cache,
+    then the host's cargo with them (:mod:`tasks.crates.zigbuild`). ``out`` defaults to
+    ``settings.out``; cargo's output goes to ``on_line``, progress to ``log``; ``fix_weak``
+    runs the weak-version fix-up on each library (on by default). See
+    :func:`tasks.crates.build.build_crate` for what it raises.
     """
+    if settings.backend == "zig":
+        inputs_ready(lock, settings, zigtools.ARTIFACTS, log)
+        tools = zigtools.install(lock, Store(settings.cache), settings.cache, log=log)
+        return zigbuild.build_crate(lock, settings, crate, tools, release=release, features=features,
+                                    extra_args=extra_args, out=out, fix_weak=fix_weak, log=log,
+                                    on_line=on_line)
+    if dk is None:
+        raise DockerError("the docker backend needs the Docker daemon; `--backend zig` builds without it")
     tag = image(dk, lock, settings, "builder", log=log, on_line=on_line)
     return build_crate(dk, lock, settings, crate, image=tag, release=release, features=features,
                        extra_args=extra_args, out=out, fix_weak=fix_weak, log=log, on_line=on_line)

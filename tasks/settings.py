@@ -39,7 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "progress": "auto",
     "target": "",  # empty: the lockfile's default_target
     "linker": "",  # empty: the lockfile's [build] linker
+    "backend": "docker",  # docker: the target's builder image; zig: cargo-zigbuild, no Docker
 }
+BACKENDS = ("docker", "zig")
 KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
 
@@ -141,12 +143,13 @@ class Settings:
     progress: str = "auto"
     target: str = ""  # a [targets.NAME] of the lockfile; empty: its default_target
     linker: str = ""  # llvm or rust-lld; empty: the lockfile's [build] linker
+    backend: str = "docker"  # how build builds: BACKENDS
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "", target: str = "",
-                     linker: str = "") -> Settings:
+                     linker: str = "", backend: str = "") -> Settings:
         """Build from the ``compatbuild`` config mapping; flags (``lock``, ``target``,
-        ``linker``) override it when given.
+        ``linker``, ``backend``) override it when given.
 
         Raises ConfigError for an unknown key or an ill-typed value.
         """
@@ -158,6 +161,10 @@ class Settings:
                               f"not {progress!r}")
         cache = _text("cache", merged["cache"]) or str(default_cache_root())
         jobs = merged["jobs"]
+        chosen = backend or merged["backend"]
+        if chosen not in BACKENDS:
+            where = "--backend" if backend else "config compatbuild.backend"
+            raise ConfigError(f"{where} must be one of {', '.join(BACKENDS)}, not {chosen!r}")
         return cls(
             lock=Path(lock or _text("lock", merged["lock"])).expanduser().resolve(),
             cache=Path(cache).expanduser().resolve(),
@@ -167,6 +174,7 @@ class Settings:
             progress=str(progress),
             target=target or _word("target", merged["target"]),
             linker=linker or _word("linker", merged["linker"]),
+            backend=str(chosen),
         )
 
     def mirror(self, url: str) -> str:
