@@ -24,11 +24,11 @@ from pathlib import Path
 
 from tasks.builder import rpms, stages
 from tasks.builder.docker_client import Docker
+from tasks.crates import zigbuild, zigtools
 from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
 from tasks.crates.fixup import FixupReport
 from tasks.crates.floors import resolve_floors
-from tasks.crates import zigbuild, zigtools
 from tasks.crates.smoke import SmokeResult, smoke_in_image
 from tasks.errors import DockerError, LockfileError
 from tasks.inputs import download, http, lockfile, verify
