@@ -22,7 +22,7 @@ import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,14 @@ class Settings:
             linker=linker or _word("linker", merged["linker"]),
             backend=str(chosen),
         )
+
+    def with_backend(self, backend: str) -> Settings:
+        """These settings with the ``--backend`` flag applied (empty: unchanged); ConfigError if unknown."""
+        if not backend:
+            return self
+        if backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        return replace(self, backend=backend)
 
     def mirror(self, url: str) -> str:
         """Rewrite ``url`` through the longest matching mirror prefix."""

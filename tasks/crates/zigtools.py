@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from tasks.atomic import ensure_dir
 from tasks.errors import NotDownloaded, OutputError, ZigError, ZigTargetError
-from tasks.inputs.lockfile import Lockfile
+from tasks.inputs.lockfile import Artifact, Lockfile
 from tasks.store import Store
 
 ARTIFACTS = ("cargo-zigbuild", "ziglang")  # the lockfile artifacts the zig backend needs
@@ -67,17 +67,7 @@ def install(lock: Lockfile, store: Store, cache: Path, *, log: Log = print) -> Z
     versions = []
     for name in ARTIFACTS:
         artifact = lock.artifact(name)
-        wheel = store.path(artifact.sha256)
-        if not wheel.is_file():
-            raise NotDownloaded(f"artifact {name} ({artifact.filename}) is not in the cache; "
-                                "run `invoke download`")
-        dest = cache / "zig" / f"{name}-{artifact.sha256[:16]}"
-        try:
-            _ensure(dest, wheel, artifact.filename, artifact.sha256, log)
-        except OSError as exc:
-            raise OutputError(f"cannot install {artifact.filename} into {dest}: {exc.strerror or exc}") from None
-        check_install(dest)
-        roots[name] = dest
+        roots[name] = install_wheel(artifact, store, cache, log=log)
         versions.append(f"{name} {_wheel_version(artifact.filename)}")
     scripts = list(roots["cargo-zigbuild"].glob("*.data/scripts/cargo-zigbuild"))
     zig = roots["ziglang"] / "ziglang" / "zig"
@@ -87,12 +77,25 @@ def install(lock: Lockfile, store: Store, cache: Path, *, log: Log = print) -> Z
     return ZigTools(scripts[0], zig, ", ".join(versions), glibc_versions(abilists.read_bytes()))
 
 
-def _ensure(dest: Path, wheel: Path, filename: str, sha256: str, log: Log) -> None:
+def install_wheel(artifact: Artifact, store: Store, cache: Path, *, log: Log = print) -> Path:
+    """One pinned wheel (downloaded and verified) unpacked into ``<cache>/zig/<name>-<sha>``, checked."""
+    wheel = store.path(artifact.sha256)
+    if not wheel.is_file():
+        raise NotDownloaded(f"artifact {artifact.name} ({artifact.filename}) is not in the cache; "
+                            "run `invoke download`")
+    dest = cache / "zig" / f"{artifact.name}-{artifact.sha256[:16]}"
+    filename = artifact.filename
+
     def fill(tmp: Path) -> None:
         _unpack(wheel, tmp, filename)
 
-    ensure_dir(dest, {"wheel": filename, "sha256": sha256}, fill, stamp_name=STAMP,
-               before=lambda: log(f"Installing {filename} into {dest}"))
+    try:
+        ensure_dir(dest, {"wheel": filename, "sha256": artifact.sha256}, fill, stamp_name=STAMP,
+                   before=lambda: log(f"Installing {filename} into {dest}"))
+    except OSError as exc:
+        raise OutputError(f"cannot install {filename} into {dest}: {exc.strerror or exc}") from None
+    check_install(dest)
+    return dest
 
 
 def _wheel_version(filename: str) -> str:
