@@ -19,7 +19,6 @@ the one explicit step that pins them.
 from __future__ import annotations
 
 import dataclasses
-import platform
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -30,11 +29,10 @@ from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
 from tasks.crates.fixup import FixupReport
 from tasks.crates.floors import resolve_floors
-from tasks.crates.smoke import SmokeResult, smoke_in_image, smoke_native, smoke_sysroot
-from tasks.crates.sysroot import make_sysroot, make_sysroot_from_debs
+from tasks.crates.smoke import SmokeResult, smoke_in_image
 from tasks.errors import DockerError, LockfileError
 from tasks.inputs import download, http, lockfile, verify
-from tasks.inputs.lockfile import Artifact, Lockfile
+from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
 from tasks.store import Store
 
@@ -177,39 +175,13 @@ def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, librarie
     ``dk`` is given ("no Docker" otherwise), and this machine. Never raises for a library
     that does not load: :func:`tasks.crates.matrix.failed` tells.
     """
-    store = Store(settings.cache)
-    places: list[matrix.Place] = []
-    for suite, (glibc, debs) in matrix.deb_suites(lock).items():
-        def on_debs(libs: list[Path], suite: str = suite, debs: list[Artifact] = debs) -> list[SmokeResult]:
-            inputs_ready(lock, settings, [a.name for a in debs], log)
-            root = make_sysroot_from_debs([store.path(a.sha256) for a in debs],
-                                          settings.cache / "sysroots" / suite, log=log)
-            return smoke_sysroot(libs, root, cache=settings.cache, strict=False, symbol=symbol,
-                                 optional_symbol=optional_symbol)
-        places.append(matrix.Place(suite, glibc, "sysroot", on_debs))
-    for name in lock.targets:
-        t = lockfile.load(lock.path, name)
-        if not any(r.name == "glibc" for r in t.rpms):
-            places.append(matrix.Place(name, t.target.glibc, "sysroot", unavailable="not pinned"))
-            continue
+    def in_image(libs: list[Path], dk: Docker) -> list[SmokeResult]:
+        return smoke(dk, lock, settings, libs, log=log, on_line=None, strict=False, symbol=symbol,
+                     optional_symbol=optional_symbol)
 
-        def on_rpms(libs: list[Path], t: Lockfile = t) -> list[SmokeResult]:
-            inputs_ready(t, settings, ["rpms"], log)
-            root = make_sysroot(t, store, settings.cache / "sysroots" / t.target.name, log=log)
-            return smoke_sysroot(libs, root, cache=settings.cache, strict=False, symbol=symbol,
-                                 optional_symbol=optional_symbol)
-        places.append(matrix.Place(name, t.target.glibc, "sysroot", on_rpms))
-    image_place = f"{lock.target.name} image"
-    if dk is None:
-        places.append(matrix.Place(image_place, lock.target.glibc, "container", unavailable="no Docker"))
-    elif lock.target.packages and not lock.rpms:
-        places.append(matrix.Place(image_place, lock.target.glibc, "container", unavailable="not pinned"))
-    else:
-        def in_image(libs: list[Path], dk: Docker = dk) -> list[SmokeResult]:
-            return smoke(dk, lock, settings, libs, log=log, on_line=None, strict=False, symbol=symbol,
-                                 optional_symbol=optional_symbol)
-        places.append(matrix.Place(image_place, lock.target.glibc, "container", in_image))
-    places.append(matrix.Place("this machine", platform.libc_ver()[1] or "?", "host",
-                               lambda libs: smoke_native(libs, cache=settings.cache, strict=False, symbol=symbol,
-                                 optional_symbol=optional_symbol)))
+    places = matrix.places(
+        lock, settings.cache, symbol=symbol, optional_symbol=optional_symbol, log=log,
+        inputs=lambda lf, names: inputs_ready(lf, settings, names, log),
+        in_image=(lambda libs: in_image(libs, dk)) if dk is not None else None,
+    )
     return matrix.run(libraries, places)

@@ -132,3 +132,18 @@ def test_smoke_matrix_cli_json_and_exit_code(shared: Settings, host_hello: Path,
     assert bad.returncode == 11
     [line] = bad.stderr.strip().splitlines()
     assert "libhello_host.so failed on bullseye (glibc 2.31)" in line and NOT_FOUND.search(line)
+
+
+@pytest.mark.docker
+def test_matrix_includes_the_target_image_when_docker_is_there(
+    docker_client: object, profile_lock: Path, profile_settings: Settings, zig_hello: Path
+) -> None:
+    from tasks.builder.docker_client import Docker
+
+    assert isinstance(docker_client, Docker)
+    lock = lockfile.load(profile_lock)
+    cells = pipeline.smoke_matrix(docker_client, lock, profile_settings, [zig_hello], log=quiet)
+    image = next(c for c in cells if c.place.how == "container")
+    assert image.place.name == f"{lock.target.name} image" and image.place.glibc == "2.31"
+    assert image.loaded is True, image.text
+    assert matrix.failed(cells) == []

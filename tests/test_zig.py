@@ -164,6 +164,19 @@ def test_a_corrupt_or_missing_file_in_the_zig_install_is_found(centos7: lockfile
         zigtools.check_install(root)
 
 
+def test_the_pinned_zig_is_used_not_a_python_ziglang(centos7: lockfile.Lockfile, zig_settings: Settings,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cargo-zigbuild asks `python3 -m ziglang` first; a user's own ziglang must never be taken."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    marker = tmp_path / "python-was-asked"
+    (fake / "python3").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    (fake / "python3").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    pipeline.build(None, centos7, zig_settings, CRATES["hello"], out=tmp_path / "out", log=quiet, on_line=quiet)
+    assert not marker.exists()
+
+
 def test_zig_knows_the_glibcs_it_can_target(centos7: lockfile.Lockfile, zig_settings: Settings) -> None:
     tools = zigtools.install(centos7, Store(zig_settings.cache), zig_settings.cache, log=quiet)
     assert {"2.17", "2.18", "2.31", "2.36"} <= set(tools.glibcs)

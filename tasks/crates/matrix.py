@@ -11,19 +11,24 @@ The places, oldest glibc first:
 - this machine's glibc.
 
 Each cell is "loaded" or the loader's own words (``version `GLIBC_2.34' not found``).
-This module only runs and tabulates; :func:`tasks.pipeline.smoke_matrix` gathers the places.
+:func:`tasks.pipeline.smoke_matrix` composes it: it hands :func:`places` the download step
+and the image runner, then :func:`run` loads and :func:`table` prints.
 """
 
 from __future__ import annotations
 
+import platform
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.crates.smoke import SmokeResult
+from tasks.crates.smoke import SmokeResult, smoke_native, smoke_sysroot
+from tasks.crates.sysroot import make_sysroot, make_sysroot_from_debs
 from tasks.errors import CompatError
+from tasks.inputs import lockfile
 from tasks.inputs.lockfile import Artifact, Lockfile
+from tasks.store import Store
 
 Runner = Callable[[list[Path]], list[SmokeResult]]  # loads each library, never raises on a failed load
 _LIBC6 = re.compile(r"^libc6_(\d+\.\d+)-")
@@ -66,6 +71,50 @@ def deb_suites(lock: Lockfile) -> dict[str, tuple[str, list[Artifact]]]:
         glibc = next((m.group(1) for a in debs if (m := _LIBC6.match(a.filename))), "")
         if glibc:
             found[suite] = (glibc, debs)
+    return found
+
+
+def places(lock: Lockfile, cache: Path, *, inputs: Callable[[Lockfile, list[str]], None],
+           in_image: Runner | None, symbol: str | None = None, optional_symbol: str | None = "test",
+           log: Callable[[str], None] = print) -> list[Place]:
+    """Every place within reach for ``lock``: its .deb sysroots, each target's RPM sysroot,
+    the target image (``in_image``; None: "no Docker") and this machine.
+
+    ``inputs(lock, names)`` downloads and verifies the named artifacts (or "rpms") before a
+    sysroot is made from them; sysroots live in ``<cache>/sysroots/<name>``.
+    """
+    store = Store(cache)
+    found: list[Place] = []
+
+    def load_in(root: Path, libs: list[Path]) -> list[SmokeResult]:
+        return smoke_sysroot(libs, root, cache=cache, strict=False, symbol=symbol, optional_symbol=optional_symbol)
+
+    for suite, (glibc, debs) in deb_suites(lock).items():
+        def on_debs(libs: list[Path], suite: str = suite, debs: list[Artifact] = debs) -> list[SmokeResult]:
+            inputs(lock, [a.name for a in debs])
+            return load_in(make_sysroot_from_debs([store.path(a.sha256) for a in debs],
+                                                  cache / "sysroots" / suite, log=log), libs)
+        found.append(Place(suite, glibc, "sysroot", on_debs))
+    for name in lock.targets:
+        t = lockfile.load(lock.path, name)
+        if not any(r.name == "glibc" for r in t.rpms):
+            found.append(Place(name, t.target.glibc, "sysroot", unavailable="not pinned"))
+            continue
+
+        def on_rpms(libs: list[Path], t: Lockfile = t) -> list[SmokeResult]:
+            inputs(t, ["rpms"])
+            return load_in(make_sysroot(t, store, cache / "sysroots" / t.target.name, log=log), libs)
+        found.append(Place(name, t.target.glibc, "sysroot", on_rpms))
+    image = f"{lock.target.name} image"
+    if in_image is None:
+        found.append(Place(image, lock.target.glibc, "container", unavailable="no Docker"))
+    elif lock.target.packages and not lock.rpms:
+        found.append(Place(image, lock.target.glibc, "container", unavailable="not pinned"))
+    else:
+        found.append(Place(image, lock.target.glibc, "container", in_image))
+    found.append(Place("this machine", platform.libc_ver()[1] or "?", "host",
+                       lambda libs: smoke_native(libs, cache=cache, strict=False, symbol=symbol,
+                                                 optional_symbol=optional_symbol)))
     return found
 
 

@@ -45,6 +45,9 @@ def zig_env(settings: Settings, tools: ZigTools) -> dict[str, str]:
     return {
         **os.environ,
         "CARGO_ZIGBUILD_ZIG_PATH": str(tools.zig),
+        # cargo-zigbuild tries `python3 -m ziglang` before CARGO_ZIGBUILD_ZIG_PATH: a user's
+        # own ziglang would win over the pin (and pyenv shims cost ~1.5 s). Not executable:
+        "CARGO_ZIGBUILD_PYTHON_PATH": os.devnull,
         "CARGO_ZIGBUILD_CACHE_DIR": str(zig_cache / "cargo-zigbuild"),
         "ZIG_GLOBAL_CACHE_DIR": str(zig_cache / "global"),
         "ZIG_LOCAL_CACHE_DIR": str(zig_cache / "local"),
