@@ -1,6 +1,6 @@
 """compatbuild benchmarks: ratios measured in one run, printed as Markdown tables.
 
-    python -m bench [inputs] [image] [build] [linkers]      (or: nox -s bench -- inputs)
+    python -m bench [inputs] [image] [build] [linkers] [backends]   (or: nox -s bench -- inputs)
 
 These machines are noisy, so every number is compared with a baseline measured in the same
 run, interleaved, and the median of several repetitions is kept:
@@ -10,6 +10,8 @@ run, interleaved, and the median of several repetitions is kept:
 - image: the test-profile image cold, warm (no-op), and after changing only the Rust input.
 - linkers: each linker strategy from a cold image to a built plugin, a warm rebuild, and
   the weak-version fix-up's cost per library.
+- backends: native cargo, the builder image (rust-lld) and zig, cold and one file touched,
+  for examples/hello and tests/crates/with_cc.
 - build: native ``cargo build`` vs ``invoke build`` of the same crate (warm image), cold and
   after touching one source file; the no-change ``invoke build`` and the cached ``invoke
   smoke`` (its verdict cached) vs ``invoke --list``, all three interleaved.
@@ -335,6 +337,67 @@ def bench_linkers(work: Path) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------ backends
+
+
+def bench_backends(work: Path) -> list[Row]:
+    """native cargo, the builder image (rust-lld, test profile) and zig (centos7, glibc 2.17),
+    cold (target dir and zig's caches wiped) and warm (one file touched), for the example and
+    a crate with C code; interleaved, medians. Images, registry and zig install are warm first."""
+    lock = tp.prepare_profile(work / "profile", cache=tp.default_cache_dir())
+    cache = Path(os.environ.get("COMPATBUILD_BENCH_CACHE", str(tp.default_cache_dir() / "store")))
+    env = {"INVOKE_COMPATBUILD_CACHE": str(cache), "INVOKE_COMPATBUILD_OUT": str(work / "out")}
+    crates = {"hello": ROOT / "examples" / "hello", "with_cc": ROOT / "tests" / "crates" / "with_cc"}
+    cold: dict[str, Callable[[], float]] = {}
+    warm: dict[str, Callable[[], float]] = {}
+    for name, src in crates.items():
+        crate = work / name
+        shutil.copytree(src, crate, ignore=shutil.ignore_patterns("target"))
+        source = next((crate / "src").glob("lib.rs"))
+        native_target = work / f"native-{name}"
+        commands = {
+            "native": (["cargo", "build", "--release", "--quiet", "--target-dir", str(native_target)], crate, None),
+            "image": (invoke("build", "--lock", str(lock), "--linker", "rust-lld", "--crate", str(crate)), ROOT, env),
+            "zig": (invoke("build", "--backend", "zig", "--target", "centos7", "--crate", str(crate)), ROOT, env),
+        }
+        for cmd, cwd, extra in commands.values():
+            run(cmd, extra, cwd)  # warm: images, registry, zig install; and creates the target dirs
+        profile_target = lockfile.load(lock).target.name
+        wipe = {
+            "native": [native_target],
+            "image": list((cache / "targets" / profile_target).glob(f"{name}-*")),
+            "zig": [*(cache / "targets" / "centos7").glob(f"{name}-*-zig"), cache / "zig" / "cache"],
+        }
+        for backend, (cmd, cwd, extra) in commands.items():
+            def wiped(cmd: list[str] = cmd, cwd: Path = cwd, extra: dict[str, str] | None = extra,
+                      where: list[Path] = wipe[backend]) -> float:
+                for w in where:
+                    shutil.rmtree(w, ignore_errors=True)
+                return run(cmd, extra, cwd)
+
+            def touched(cmd: list[str] = cmd, cwd: Path = cwd, extra: dict[str, str] | None = extra,
+                        source: Path = source) -> float:
+                source.touch()
+                return run(cmd, extra, cwd)
+
+            cold[f"{name}/{backend}"] = wiped
+            warm[f"{name}/{backend}"] = touched
+    cold_t = interleave(3, **cold)
+    warm_t = interleave(5, **warm)
+    proves = {"native": "nothing about an old glibc (links this machine's 2.36)",
+              "image": "built against the target's own glibc; audit; loads in the target image",
+              "zig": "zig's 2.17 stubs; audit at 2.17; loads on 2.31/2.36 sysroots (smoke --matrix)"}
+    rows: list[Row] = []
+    for name in crates:
+        for backend in ("native", "image", "zig"):
+            key = f"{name}/{backend}"
+            rows.append((f"{name}, {backend}: cold / one file touched", f"{cold_t[key]:.2f} s / {warm_t[key]:.2f} s",
+                         f"native {cold_t[name + '/native']:.2f} s / {warm_t[name + '/native']:.2f} s",
+                         f"{cold_t[key] / cold_t[name + '/native']:.2f}x / "
+                         f"+{warm_t[key] - warm_t[name + '/native']:.2f} s; {proves[backend]}"))
+    return rows
+
+
 def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -342,10 +405,11 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def main(argv: list[str]) -> None:
-    which = argv or ["inputs", "image", "build", "linkers"]
+    which = argv or ["inputs", "image", "build", "linkers", "backends"]
     benches = {"inputs": ("Trusted inputs", bench_inputs), "image": ("Builder image (test profile)", bench_image),
                "build": ("build and smoke (test profile, warm image)", bench_build),
-               "linkers": ("Linker strategies (test profile)", bench_linkers)}
+               "linkers": ("Linker strategies (test profile)", bench_linkers),
+               "backends": ("Backends: native, builder image, zig", bench_backends)}
     print(f"compatbuild benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; medians, one run")
     for name in which:
         title, fn = benches[name]

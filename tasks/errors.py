@@ -166,3 +166,21 @@ class RpmFormatError(SignatureError):
     """A pinned file is not a readable RPM (lead, signature header or header is corrupt)."""
 
     exit_code = 33
+
+
+class ZigError(CompatError):
+    """The zig backend's tools (cargo-zigbuild, zig) in the cache are missing or corrupt."""
+
+    exit_code = 35
+
+
+class ZigTargetError(CompatError):
+    """The pinned zig cannot target the lockfile target's glibc (or it is below Rust std's floor)."""
+
+    exit_code = 36
+
+
+class RustStdError(CompatError):
+    """The host's Rust toolchain has no std for the target triple (rustup target add)."""
+
+    exit_code = 37

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from tasks.builder import rpms, stages
 from tasks.builder.docker_client import Docker
+from tasks.crates import matrix, zigbuild, zigtools
 from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
 from tasks.crates.fixup import FixupReport
 from tasks.crates.floors import resolve_floors
 from tasks.crates.smoke import SmokeResult, smoke_in_image
-from tasks.errors import LockfileError
+from tasks.errors import DockerError, LockfileError
 from tasks.inputs import download, http, lockfile, rpmsig, verify
 from tasks.inputs.lockfile import Key, Lockfile, Rpm
 from tasks.settings import Settings
@@ -134,15 +135,26 @@ def check_new_pins(lock: Lockfile, key: Key, settings: Settings, pins: Sequence[
     rpmsig.check_rpms(subset, Store(settings.cache), log=log)
 
 
-def build(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
+def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
           features: str = "", extra_args: Sequence[str] = (), out: Path | None = None,
           fix_weak: bool = True, log: Log = print, on_line: Log = print) -> BuildResult:
-    """The builder image, then ``crate``'s cdylibs built in it into ``<out>/<target name>/``.
+    """``crate``'s cdylibs built for the target into ``<out>/<target name>/``, by ``settings.backend``.
 
-    ``out`` defaults to ``settings.out``; cargo's output goes to ``on_line``, progress to
-    ``log``; ``fix_weak`` runs the weak-version fix-up on each library (on by default).
-    See :func:`tasks.crates.build.build_crate` for what it raises.
+    docker (``dk`` required): the builder image, then cargo in it. zig (``dk`` unused): the
+    pinned cargo-zigbuild and zig wheels downloaded, verified and unpacked into the cache,
+    then the host's cargo with them (:mod:`tasks.crates.zigbuild`). ``out`` defaults to
+    ``settings.out``; cargo's output goes to ``on_line``, progress to ``log``; ``fix_weak``
+    runs the weak-version fix-up on each library (on by default). See
+    :func:`tasks.crates.build.build_crate` for what it raises.
     """
+    if settings.backend == "zig":
+        inputs_ready(lock, settings, zigtools.ARTIFACTS, log)
+        tools = zigtools.install(lock, Store(settings.cache), settings.cache, log=log)
+        return zigbuild.build_crate(lock, settings, crate, tools, release=release, features=features,
+                                    extra_args=extra_args, out=out, fix_weak=fix_weak, log=log,
+                                    on_line=on_line)
+    if dk is None:
+        raise DockerError("the docker backend needs the Docker daemon; `--backend zig` builds without it")
     tag = image(dk, lock, settings, "builder", log=log, on_line=on_line)
     return build_crate(dk, lock, settings, crate, image=tag, release=release, features=features,
                        extra_args=extra_args, out=out, fix_weak=fix_weak, log=log, on_line=on_line)
@@ -162,12 +174,35 @@ def audit(libraries: Sequence[Path], lock: Lockfile, *,
 
 def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,
           symbol: str | None = None, optional_symbol: str | None = "test", log: Log = print,
-          on_line: Log | None = print) -> list[SmokeResult]:
+          on_line: Log | None = print, strict: bool = True) -> list[SmokeResult]:
     """The smoke image, then each library dlopen'ed in it (RTLD_NOW) as nobody, offline.
 
     A passing verdict is cached by (library sha256, smoke image id, harness arguments).
-    Raises SmokeError carrying the loader's own text when a library does not load.
+    Raises SmokeError carrying the loader's own text when a library does not load
+    (``strict=False``: returns the failed results instead).
     """
     tag = image(dk, lock, settings, "smoke", log=log, on_line=on_line or (lambda _: None))
     return smoke_in_image(dk, lock, libraries, image=tag, cache=settings.cache, symbol=symbol,
-                          optional_symbol=optional_symbol, log=log, on_line=on_line)
+                          optional_symbol=optional_symbol, log=log, on_line=on_line, strict=strict)
+
+
+def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,
+                 symbol: str | None = None, optional_symbol: str | None = "test",
+                 log: Log = print) -> list[matrix.Cell]:
+    """Each library dlopen'ed on every glibc within reach: a :mod:`tasks.crates.matrix` table.
+
+    Sysroots from the lockfile's pinned ``deb.<suite>.*`` packages and from each target's
+    pinned glibc RPMs (a target without them: "not pinned"), the target's smoke image when
+    ``dk`` is given ("no Docker" otherwise), and this machine. Never raises for a library
+    that does not load: :func:`tasks.crates.matrix.failed` tells.
+    """
+    def in_image(libs: list[Path], dk: Docker) -> list[SmokeResult]:
+        return smoke(dk, lock, settings, libs, log=log, on_line=None, strict=False, symbol=symbol,
+                     optional_symbol=optional_symbol)
+
+    places = matrix.places(
+        lock, settings.cache, symbol=symbol, optional_symbol=optional_symbol, log=log,
+        inputs=lambda lf, names: inputs_ready(lf, settings, names, log),
+        in_image=(lambda libs: in_image(libs, dk)) if dk is not None else None,
+    )
+    return matrix.run(libraries, places)

@@ -22,7 +22,7 @@ import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "target": "",  # empty: the lockfile's default_target
     "linker": "",  # empty: the lockfile's [build] linker
     "deadline": None,  # None: DEFAULT_DEADLINE seconds per download URL, retries included
+    "backend": "docker",  # docker: the target's builder image; zig: cargo-zigbuild, no Docker
 }
+BACKENDS = ("docker", "zig")
 KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
 
@@ -159,12 +161,13 @@ class Settings:
     target: str = ""  # a [targets.NAME] of the lockfile; empty: its default_target
     linker: str = ""  # llvm or rust-lld; empty: the lockfile's [build] linker
     deadline: float = DEFAULT_DEADLINE  # seconds one download URL may take, retries included
+    backend: str = "docker"  # how build builds: BACKENDS
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "", target: str = "",
-                     linker: str = "") -> Settings:
+                     linker: str = "", backend: str = "") -> Settings:
         """Build from the ``compatbuild`` config mapping; flags (``lock``, ``target``,
-        ``linker``) override it when given.
+        ``linker``, ``backend``) override it when given.
 
         Raises ConfigError for an unknown key or an ill-typed value.
         """
@@ -176,6 +179,10 @@ class Settings:
                               f"not {progress!r}")
         cache = _text("cache", merged["cache"]) or str(default_cache_root())
         jobs, deadline = merged["jobs"], merged["deadline"]
+        chosen = backend or merged["backend"]
+        if chosen not in BACKENDS:
+            where = "--backend" if backend else "config compatbuild.backend"
+            raise ConfigError(f"{where} must be one of {', '.join(BACKENDS)}, not {chosen!r}")
         return cls(
             lock=Path(lock or _text("lock", merged["lock"])).expanduser().resolve(),
             cache=Path(cache).expanduser().resolve(),
@@ -186,7 +193,16 @@ class Settings:
             target=target or _word("target", merged["target"]),
             linker=linker or _word("linker", merged["linker"]),
             deadline=DEFAULT_DEADLINE if deadline is None else parse_deadline(deadline),
+            backend=str(chosen),
         )
+
+    def with_backend(self, backend: str) -> Settings:
+        """These settings with the ``--backend`` flag applied (empty: unchanged); ConfigError if unknown."""
+        if not backend:
+            return self
+        if backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        return replace(self, backend=backend)
 
     def mirror(self, url: str) -> str:
         """Rewrite ``url`` through the longest matching mirror prefix."""

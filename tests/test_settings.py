@@ -29,7 +29,7 @@ def test_jobs_that_are_not_a_whole_number_of_one_or_more_are_refused(value: obje
 @pytest.mark.parametrize(("cfg", "text"), [
     ({"mirror": {}}, "config compatbuild.mirror: unknown setting (did you mean mirrors?)"),
     ({"zzz": 1}, "config compatbuild.zzz: unknown setting "
-                 "(known: cache, deadline, jobs, linker, lock, mirrors, out, progress, target)"),
+                 "(known: backend, cache, deadline, jobs, linker, lock, mirrors, out, progress, target)"),
     ({"progress": True}, "config compatbuild.progress must be one of auto, always, never, not True"),
     ({"mirrors": ["https://a/"]}, "config compatbuild.mirrors must be a mapping of URL prefix to "
                                   "replacement (in the environment: a JSON object), not ['https://a/']"),

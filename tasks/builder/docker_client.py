@@ -255,6 +255,7 @@ def connect() -> Docker:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DockerError(
-            f"cannot reach the Docker daemon at {host} (is it running?): {reason}"
+            f"cannot reach the Docker daemon at {host} (is it running?): {reason}; "
+            "`invoke build --backend zig` builds without Docker (and `invoke smoke --matrix` loads)"
         ) from None
     return Docker(client)

@@ -20,9 +20,10 @@ from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, lock_of, repor
 from tasks.crates import audit as audit_lib
 from tasks.crates import build as build_lib
 from tasks.crates import fixup as fixup_lib
+from tasks.crates import matrix as matrix_lib
 from tasks.crates import smoke as smoke_lib
 from tasks.crates import sysroot as sysroot_lib
-from tasks.errors import CompatError, ConfigError
+from tasks.errors import CompatError, ConfigError, DockerError, SmokeError
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
@@ -45,6 +46,8 @@ EXAMPLE_CRATE = PROJECT_ROOT / "examples" / "hello"
         "--no-fix-weak keeps the linker's output as it is)",
         "target": TARGET_HELP,
         "linker": LINKER_HELP,
+        "backend": "docker (the target's builder image) or zig (cargo-zigbuild and the host's "
+        "Rust, no Docker) (default: config compatbuild.backend, docker)",
     },
 )
 @reports_errors
@@ -60,9 +63,10 @@ def build_(
     fix_weak: bool = True,
     target: str = "",
     linker: str = "",
+    backend: str = "",
 ) -> build_lib.BuildResult:
-    """Build a crate's cdylibs in the target's builder image (glibc 2.18 by default), audit them."""
-    s = settings(c, lock, target=target, linker=linker)
+    """Build a crate's cdylibs for the target's glibc (2.18 by default) in its builder image or with zig; audit them."""
+    s = settings(c, lock, target=target, linker=linker).with_backend(backend)
     if out:
         s = dataclasses.replace(s, out=Path(out).resolve())
     lf = lock_of(s)
@@ -73,7 +77,8 @@ def build_(
     if json:
         print(jsonlib.dumps({"libraries": [str(p) for p in result.libraries], "image": result.image_tag,
                              "target": {"name": lf.target.name, "glibc": lf.target.glibc},
-                             "linker": lf.linker, "audit": [a.to_dict() for a in audits]}, indent=2))
+                             "linker": lf.linker, "backend": s.backend,
+                             "audit": [a.to_dict() for a in audits]}, indent=2))
     else:
         print(audit_lib.format_report(audits))
         for p in result.libraries:
@@ -121,14 +126,18 @@ def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: boo
         "symbol": "look up this symbol and call it (default: call `test` only if it exists)",
         "sysroot": "run under this folder's glibc via its own loader instead of Docker",
         "current": "also load on this machine's current glibc (default: yes)",
+        "matrix": "load on every glibc within reach (pinned .deb and RPM sysroots, the target image "
+        "when Docker is there, this machine) and print a table",
+        "json": "with --matrix: print the table as JSON, for CI",
         "lock": LOCK_HELP,
         "target": TARGET_HELP,
     },
 )
 @reports_errors
 def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: str = "",
-           current: bool = True, lock: str = "", target: str = "") -> list[smoke_lib.SmokeResult]:
-    """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one)."""
+           current: bool = True, matrix: bool = False, json: bool = False, lock: str = "",
+           target: str = "") -> list[smoke_lib.SmokeResult] | list[matrix_lib.Cell]:
+    """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one); --matrix: on every glibc."""
     s = settings(c, lock, target=target)
     lf = lock_of(s)
     if lib:
@@ -136,6 +145,8 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
     else:
         libs = _last_or_example(s, lf)
     sym = symbol or None
+    if matrix:
+        return _matrix(s, lf, libs, sym, as_json=json)
     if sysroot:
         print(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
         results = smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=print)
@@ -145,6 +156,25 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
         print(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
         results += smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)
     return results
+
+
+def _matrix(s: Settings, lf: lockfile.Lockfile, libs: list[Path], symbol: str | None, *,
+            as_json: bool) -> list[matrix_lib.Cell]:
+    try:
+        dk: docker_client.Docker | None = docker_client.connect()
+    except DockerError:
+        dk = None
+    cells = pipeline.smoke_matrix(dk, lf, s, libs, symbol=symbol, log=_stderr if as_json else print)
+    if as_json:
+        print(jsonlib.dumps({"target": {"name": lf.target.name, "glibc": lf.target.glibc},
+                             "cells": [cell.to_dict() for cell in cells]}, indent=2))
+    else:
+        print(matrix_lib.table(cells))
+    bad = matrix_lib.failed(cells)
+    if bad:
+        raise SmokeError("; ".join(f"{b.library.name} failed on {b.place.name} (glibc {b.place.glibc}): {b.text}"
+                                   for b in bad))
+    return cells
 
 
 def _last_or_example(s: Settings, lf: lockfile.Lockfile) -> list[Path]:
@@ -163,7 +193,8 @@ def _build_and_audit(
     s: Settings, lf: lockfile.Lockfile, crate: Path, *, log: Callable[[str], None] = print, **cargo: Any
 ) -> tuple[build_lib.BuildResult, list[audit_lib.LibraryAudit]]:
     """Build ``crate`` in the builder image and audit what it produced against the target."""
-    result = pipeline.build(docker_client.connect(), lf, s, crate, log=log, on_line=log, **cargo)
+    dk = docker_client.connect() if s.backend == "docker" else None
+    result = pipeline.build(dk, lf, s, crate, log=log, on_line=log, **cargo)
     return result, pipeline.audit(result.libraries, lf, fixups=result.fixups)
 
 

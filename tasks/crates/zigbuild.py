@@ -1,0 +1,198 @@
+"""The zig backend: build a crate's cdylibs with the host's cargo and cargo-zigbuild, no Docker.
+
+    crate ──► cargo-zigbuild build --target x86_64-unknown-linux-gnu.<target glibc>
+          ──► <out>/<target>/lib*.so (+ last-build.json), fixed up like the image's builds
+
+cargo-zigbuild and zig come from the pinned wheels (:mod:`tasks.crates.zigtools`); rustc
+and cargo are the host's (a rustup toolchain with the x86_64-unknown-linux-gnu std). zig
+links against stub libraries generated for the target glibc, and the ``cc`` crate's C code
+is compiled by ``zig cc`` for that glibc too, so no symbol newer than the target can leak
+from the host. Everything zig and cargo-zigbuild cache goes under ``<cache>/zig``; the
+registry under ``<cache>/cargo-home``; the target dir is
+``<cache>/targets/<target>/<crate>-<hash>-zig`` (incremental: a rebuild after touching one
+file is cargo's own). Same outputs, same record and same fix-up as the image builds, so the
+audit and smoke steps cannot tell the backends apart, except by the record's ``backend``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.atomic import copy_atomic, write_atomic
+from tasks.crates.build import RECORD, BuildResult, cargo_home, output_dir, target_dir
+from tasks.crates.crate import ADD_CDYLIB, inspect_crate
+from tasks.crates.fetch import cargo_error
+from tasks.crates.fixup import fix_weak_needs
+from tasks.crates.zigtools import ZigTools
+from tasks.errors import CargoError, CrateError, OutputError, RustStdError, ToolError
+from tasks.inputs.lockfile import Lockfile
+from tasks.settings import Settings
+
+TRIPLE = "x86_64-unknown-linux-gnu"
+Log = Callable[[str], None]
+
+
+def zig_env(settings: Settings, tools: ZigTools) -> dict[str, str]:
+    """The environment cargo-zigbuild runs in: the pinned zig, every cache under compatbuild's."""
+    zig_cache = settings.cache / "zig" / "cache"
+    return {
+        **os.environ,
+        "CARGO_ZIGBUILD_ZIG_PATH": str(tools.zig),
+        # cargo-zigbuild tries `python3 -m ziglang` before CARGO_ZIGBUILD_ZIG_PATH: a user's
+        # own ziglang would win over the pin (and pyenv shims cost ~1.5 s). Not executable:
+        "CARGO_ZIGBUILD_PYTHON_PATH": os.devnull,
+        "CARGO_ZIGBUILD_CACHE_DIR": str(zig_cache / "cargo-zigbuild"),
+        "ZIG_GLOBAL_CACHE_DIR": str(zig_cache / "global"),
+        "ZIG_LOCAL_CACHE_DIR": str(zig_cache / "local"),
+        "CARGO_HOME": str(cargo_home(settings)),
+        "CARGO_TERM_COLOR": "never",
+    }
+
+
+def rust_sysroot(env: Mapping[str, str]) -> Path:
+    """The sysroot of the rustc cargo will use (``$RUSTC`` or ``rustc``)."""
+    rustc = env.get("RUSTC") or "rustc"
+    try:
+        proc = subprocess.run([rustc, "--print", "sysroot"], capture_output=True, text=True,  # noqa: S603
+                              timeout=60, check=False, env=dict(env))
+    except OSError as exc:
+        raise ToolError(f"cannot run {rustc} (the zig backend uses the host's Rust toolchain; "
+                        f"install it with rustup): {exc.strerror or exc}") from None
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ToolError(f"{rustc} --print sysroot failed: {why}")
+    return Path(proc.stdout.strip())
+
+
+def check_rust_std(env: Mapping[str, str], triple: str = TRIPLE) -> Path:
+    """RustStdError unless the host toolchain has a std for ``triple``; its rustlib folder."""
+    sysroot = rust_sysroot(env)
+    lib = sysroot / "lib" / "rustlib" / triple / "lib"
+    if not any(lib.glob("libstd-*.rlib")):
+        raise RustStdError(f"no Rust std for {triple} in the toolchain at {sysroot}; "
+                           f"run `rustup target add {triple}`")
+    return lib
+
+
+def build_crate(
+    lock: Lockfile,
+    settings: Settings,
+    crate: Path,
+    tools: ZigTools,
+    *,
+    release: bool = True,
+    features: str = "",
+    extra_args: Sequence[str] = (),
+    out: Path | None = None,
+    fix_weak: bool = True,
+    log: Log = print,
+    on_line: Log = print,
+) -> BuildResult:
+    """Build ``crate``'s cdylibs with cargo-zigbuild for the lockfile target's glibc.
+
+    Raises ZigTargetError (a glibc the pinned zig cannot target), RustStdError (no std for
+    the triple), CrateError, CargoError (cargo failed), OutputError, FixupError.
+    """
+    started = time.monotonic()
+    glibc = lock.target.glibc
+    tools.check_glibc(glibc)
+    env = zig_env(settings, tools)
+    check_rust_std(env)
+    info = inspect_crate(crate)
+    tdir = target_dir(settings, lock, info)
+    tdir = tdir.with_name(f"{tdir.name}-zig")
+    for d in (tdir, cargo_home(settings)):
+        d.mkdir(parents=True, exist_ok=True)
+    cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{TRIPLE}.{glibc}",
+           "--message-format=json-render-diagnostics", "--target-dir", str(tdir)]
+    cmd += ["--release"] if release else []
+    cmd += ["--features", features] if features else []
+    cmd += ["--workspace"] if info.workspace else []
+    cmd += list(extra_args)
+    log(f"Building {info.name} with zig for glibc {glibc} ({tools.versions})")
+    status, stdout, stderr = _run(cmd, info.root, env, on_line)
+    if status != 0:
+        raise CargoError(f"cargo-zigbuild build of {info.name} failed: {cargo_error(stderr, status)}")
+    built = _cdylibs(stdout)
+    if not built:
+        raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
+    out_dir = output_dir(out or settings.out, lock)
+    libraries = tuple(_copy_out(p, out_dir) for p in built)
+    fixups = tuple(fix_weak_needs(p) for p in libraries) if fix_weak else ()
+    seconds = time.monotonic() - started
+    label = f"zig ({tools.versions})"
+    record = {
+        "libraries": [str(p) for p in libraries],
+        "crate": str(info.root),
+        "name": info.name,
+        "image": label,
+        "backend": "zig",
+        "target": {"name": lock.target.name, "glibc": glibc},
+        "release": release,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+    }
+    write_atomic(out_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
+    for p in libraries:
+        log(f"Built {p}")
+    return BuildResult(libraries, out_dir, label, info, seconds, fixups)
+
+
+def _run(cmd: list[str], cwd: Path, env: Mapping[str, str], on_line: Log) -> tuple[int, str, str]:
+    """Run ``cmd``: stderr streamed to ``on_line`` line by line, stdout (JSON) collected."""
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env), stdout=subprocess.PIPE,  # noqa: S603
+                                stderr=subprocess.PIPE, text=True, errors="replace")
+    except OSError as exc:
+        raise ToolError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+    err_lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            err_lines.append(line)
+            on_line(line.rstrip("\n"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    assert proc.stdout is not None
+    stdout = proc.stdout.read()
+    status = proc.wait()
+    reader.join()
+    return status, stdout, "".join(err_lines)
+
+
+def _cdylibs(stdout: str) -> list[Path]:
+    """The cdylib .so files named by cargo's compiler-artifact messages."""
+    found: list[Path] = []
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") != "compiler-artifact":
+            continue
+        kinds = msg.get("target", {}).get("crate_types") or msg.get("target", {}).get("kind", [])
+        if "cdylib" not in kinds:
+            continue
+        for name in msg.get("filenames", []):
+            path = Path(name)
+            if path.suffix == ".so" and path not in found:
+                found.append(path)
+    return found
+
+
+def _copy_out(lib: Path, out_dir: Path) -> Path:
+    try:
+        return copy_atomic(lib, out_dir / lib.name, mode=0o755)
+    except OSError as exc:
+        raise OutputError(f"cannot copy {lib.name} to {out_dir}: {exc.strerror or exc}") from None
