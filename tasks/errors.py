@@ -129,3 +129,27 @@ class ProfileError(CompatError):
     """A test-profile input could not be made (missing tool, failed debootstrap, bad toolchain)."""
 
     exit_code = 20
+
+
+class RegistryImageRefused(CompatError):
+    """A stage image pulled from a registry does not carry the labels of the stage's inputs."""
+
+    exit_code = 40
+
+
+class RegistryTagMoved(CompatError):
+    """A registry tag now names another image than the one first pulled (the local index's)."""
+
+    exit_code = 41
+
+
+class RegistryError(CompatError):
+    """A registry cannot be used: a bad name, unreachable, credentials refused, a push failed."""
+
+    exit_code = 42
+
+
+class TransportError(CompatError):
+    """Files cannot be sent to, or brought back from, a Docker daemon that cannot see this machine."""
+
+    exit_code = 43

@@ -39,7 +39,10 @@ DEFAULTS: dict[str, Any] = {
     "progress": "auto",
     "target": "",  # empty: the lockfile's default_target
     "linker": "",  # empty: the lockfile's [build] linker
+    "registry": "",  # REGISTRY/REPO to pull stage images from before building; empty: none
+    "remote": "auto",  # auto: files travel by archive when DOCKER_HOST is tcp:// or ssh://; yes; no
 }
+REMOTE = ("auto", "yes", "no")
 KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
 
@@ -141,6 +144,8 @@ class Settings:
     progress: str = "auto"
     target: str = ""  # a [targets.NAME] of the lockfile; empty: its default_target
     linker: str = ""  # llvm or rust-lld; empty: the lockfile's [build] linker
+    registry: str = ""  # REGISTRY/REPO stage images are pulled from; empty: none
+    remote: str = "auto"  # auto (by the daemon's address), yes (always by archive), no (bind mounts)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "", target: str = "",
@@ -156,6 +161,9 @@ class Settings:
         if progress not in PROGRESS:
             raise ConfigError(f"config compatbuild.progress must be one of {', '.join(PROGRESS)}, "
                               f"not {progress!r}")
+        remote = merged["remote"]
+        if remote not in REMOTE:
+            raise ConfigError(f"config compatbuild.remote must be one of {', '.join(REMOTE)}, not {remote!r}")
         cache = _text("cache", merged["cache"]) or str(default_cache_root())
         jobs = merged["jobs"]
         return cls(
@@ -167,6 +175,8 @@ class Settings:
             progress=str(progress),
             target=target or _word("target", merged["target"]),
             linker=linker or _word("linker", merged["linker"]),
+            registry=_word("registry", merged["registry"]).strip(),
+            remote=str(remote),
         )
 
     def mirror(self, url: str) -> str:
