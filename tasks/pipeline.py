@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tasks.builder import registry, rpms, stages
 from tasks.builder.docker_client import Docker
+from tasks.crates import transport
 from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
 from tasks.crates.fixup import FixupReport
@@ -174,4 +175,5 @@ def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Pa
     """
     tag = image(dk, lock, settings, "smoke", log=log, on_line=on_line or (lambda _: None))
     return smoke_in_image(dk, lock, libraries, image=tag, cache=settings.cache, symbol=symbol,
-                          optional_symbol=optional_symbol, log=log, on_line=on_line)
+                          optional_symbol=optional_symbol, log=log, on_line=on_line,
+                          transport=transport.for_daemon(dk, settings.remote))

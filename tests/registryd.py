@@ -69,3 +69,4 @@ def running_registry(folder: Path) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+

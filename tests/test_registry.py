@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
 @pytest.fixture(scope="session")
 def registry_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real registry on 127.0.0.1:<free port> for this module's tests."""
     with running_registry(tmp_path_factory.mktemp("registry")) as addr:
         yield addr
 

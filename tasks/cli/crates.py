@@ -22,7 +22,7 @@ from tasks.crates import build as build_lib
 from tasks.crates import fixup as fixup_lib
 from tasks.crates import smoke as smoke_lib
 from tasks.crates import sysroot as sysroot_lib
-from tasks.errors import CompatError, ConfigError
+from tasks.errors import CompatError, ConfigError, SmokeError
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
@@ -121,40 +121,57 @@ def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: boo
         "symbol": "look up this symbol and call it (default: call `test` only if it exists)",
         "sysroot": "run under this folder's glibc via its own loader instead of Docker",
         "current": "also load on this machine's current glibc (default: yes)",
+        "json": "print the results as JSON, for CI (progress goes to stderr)",
         "lock": LOCK_HELP,
         "target": TARGET_HELP,
     },
 )
 @reports_errors
 def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: str = "",
-           current: bool = True, lock: str = "", target: str = "") -> list[smoke_lib.SmokeResult]:
+           current: bool = True, json: bool = False, lock: str = "", target: str = ""
+           ) -> list[smoke_lib.SmokeResult]:
     """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one)."""
     s = settings(c, lock, target=target)
     lf = lock_of(s)
+    say = _stderr if json else print
     if lib:
         libs = [Path(p).resolve() for p in lib]
     else:
-        libs = _last_or_example(s, lf)
+        libs = _last_or_example(s, lf, log=say)
     sym = symbol or None
-    if sysroot:
-        print(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
-        results = smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=print)
-    else:
-        results = pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym)
-    if current:
-        print(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
-        results += smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)
+    results: list[smoke_lib.SmokeResult] = []
+    head = {"target": {"name": lf.target.name, "glibc": lf.target.glibc}}
+    try:
+        if sysroot:
+            say(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
+            results = smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=say)
+        else:
+            results = pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym, log=say, on_line=say)
+        if current:
+            say(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
+            results += smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=say)
+    except SmokeError as exc:  # the one-line error and exit 11 follow; CI still gets its JSON
+        if json:
+            print(jsonlib.dumps({**head, "ok": False, "error": str(exc), "results": _results(results)}, indent=2))
+        raise
+    if json:
+        print(jsonlib.dumps({**head, "ok": True, "error": None, "results": _results(results)}, indent=2))
     return results
 
 
-def _last_or_example(s: Settings, lf: lockfile.Lockfile) -> list[Path]:
+def _results(results: list[smoke_lib.SmokeResult]) -> list[dict[str, object]]:
+    return [{"library": str(r.library), "where": r.where, "ok": r.ok, "status": r.status, "error": r.error}
+            for r in results]
+
+
+def _last_or_example(s: Settings, lf: lockfile.Lockfile, *, log: Callable[[str], None] = print) -> list[Path]:
     try:
         return list(build_lib.last_build(s.out, lf.target.name).libraries)
     except CompatError:
         pass
-    print(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
-    result, audits = _build_and_audit(s, lf, EXAMPLE_CRATE)
-    print(audit_lib.format_report(audits))
+    log(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
+    result, audits = _build_and_audit(s, lf, EXAMPLE_CRATE, log=log)
+    log(audit_lib.format_report(audits))
     audit_lib.raise_on_violation(audits)
     return list(result.libraries)
 
