@@ -1,6 +1,6 @@
 """compatbuild benchmarks: ratios measured in one run, printed as Markdown tables.
 
-    python -m bench [inputs] [image] [build] [linkers] [backends]   (or: nox -s bench -- inputs)
+    python -m bench [inputs] [image] [build] [linkers] [backends] [registry]   (or: nox -s bench -- inputs)
 
 These machines are noisy, so every number is compared with a baseline measured in the same
 run, interleaved, and the median of several repetitions is kept:
@@ -12,6 +12,8 @@ run, interleaved, and the median of several repetitions is kept:
   the weak-version fix-up's cost per library.
 - backends: native cargo, the builder image (rust-lld) and zig, cold and one file touched,
   for examples/hello and tests/crates/with_cc.
+- registry: on a second, empty dockerd over tcp://, the time to a ready builder pulled from
+  a loopback registry vs built from the inputs (one run of each: a build takes minutes).
 - build: native ``cargo build`` vs ``invoke build`` of the same crate (warm image), cold and
   after touching one source file; the no-change ``invoke build`` and the cached ``invoke
   smoke`` (its verdict cached) vs ``invoke --list``, all three interleaved.
@@ -398,6 +400,54 @@ def bench_backends(work: Path) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------ registry
+
+
+def bench_registry(work: Path) -> list[Row]:
+    """Time to a ready builder (builder + smoke stages) on a daemon that has none of the images:
+    pulled from a registry vs built, on a second dockerd over tcp:// on loopback, one run each."""
+    import docker.client
+
+    from tasks.builder.docker_client import Docker
+    from tests.dockerd import running_dockerd
+    from tests.registryd import running_registry
+
+    dk = connect()
+    cache = tp.default_cache_dir()
+    root = work / "profile"
+    lock_path = tp.prepare_profile(root, cache=cache, store=Store(cache / "store"), dk=dk)
+    env = {"INVOKE_COMPATBUILD_CACHE": str(cache / "store")}
+    run(invoke("image", "--lock", str(lock_path)), env)  # the images exist on this machine's daemon
+    base_id = lockfile.load(lock_path).base.id or ""
+    (work / "registry").mkdir()
+    (work / "dockerd").mkdir()
+    with running_registry(work / "registry") as addr, running_dockerd(work / "dockerd") as host:
+        repo = f"{addr}/bench/stages"
+        push = run(invoke("image", "--lock", str(lock_path), "--push", repo), env)
+        dk.tag(base_id, f"{repo}:base")
+        dk.push(f"{repo}:base")
+        dk.remove_image(f"{repo}:base")
+        remote = Docker(docker.client.DockerClient(base_url=host, timeout=600))
+        there = {**env, "DOCKER_HOST": host}
+        pulled = run(invoke("image", "--lock", str(lock_path), "--pull", repo), there)
+        for img in remote.client.images.list():  # empty the second daemon again (it is ours)
+            remote.client.images.remove(img.id, force=True)
+        remote.client.images.prune(filters={"dangling": False})
+        start = time.perf_counter()
+        remote.pull(f"{repo}:base")
+        base = time.perf_counter() - start
+        built = run(invoke("image", "--lock", str(lock_path)), there)
+        stages_built = stage_times()
+        remote.client.close()
+    return [
+        ("`invoke image --push` of builder + smoke stages to a loopback registry", f"{push:.0f} s", "", ""),
+        ("empty daemon: `invoke image --pull` (builder + smoke ready)", f"{pulled:.0f} s",
+         f"build {built:.0f} s", f"{pulled / built:.2f}x build"),
+        ("empty daemon: `invoke image`, building every stage", f"{built:.0f} s ({stages_built})",
+         f"+ base pull {base:.0f} s", ""),
+    ]
+
+
 def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -410,6 +460,11 @@ def main(argv: list[str]) -> None:
                "build": ("build and smoke (test profile, warm image)", bench_build),
                "linkers": ("Linker strategies (test profile)", bench_linkers),
                "backends": ("Backends: native, builder image, zig", bench_backends)}
+    which = argv or ["inputs", "image", "build", "linkers", "registry"]
+    benches = {"inputs": ("Trusted inputs", bench_inputs), "image": ("Builder image (test profile)", bench_image),
+               "build": ("build and smoke (test profile, warm image)", bench_build),
+               "linkers": ("Linker strategies (test profile)", bench_linkers),
+               "registry": ("Stage images through a registry (test profile, second daemon)", bench_registry)}
     print(f"compatbuild benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; medians, one run")
     for name in which:
         title, fn = benches[name]

@@ -184,3 +184,27 @@ class RustStdError(CompatError):
     """The host's Rust toolchain has no std for the target triple (rustup target add)."""
 
     exit_code = 37
+
+
+class RegistryImageRefused(CompatError):
+    """A stage image pulled from a registry does not carry the labels of the stage's inputs."""
+
+    exit_code = 40
+
+
+class RegistryTagMoved(CompatError):
+    """A registry tag now names another image than the one first pulled (the local index's)."""
+
+    exit_code = 41
+
+
+class RegistryError(CompatError):
+    """A registry cannot be used: a bad name, unreachable, credentials refused, a push failed."""
+
+    exit_code = 42
+
+
+class TransportError(CompatError):
+    """Files cannot be sent to, or brought back from, a Docker daemon that cannot see this machine."""
+
+    exit_code = 43

@@ -22,9 +22,9 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from tasks.builder import rpms, stages
+from tasks.builder import registry, rpms, stages
 from tasks.builder.docker_client import Docker
-from tasks.crates import matrix, zigbuild, zigtools
+from tasks.crates import matrix, transport, zigbuild, zigtools
 from tasks.crates.audit import LibraryAudit, audit_paths
 from tasks.crates.build import BuildResult, build_crate
 from tasks.crates.fixup import FixupReport
@@ -81,28 +81,53 @@ def require_rpm_pins(lock: Lockfile) -> None:
 
 
 def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log = print,
-          on_line: Log = print, nocache: bool = False) -> str:
+          on_line: Log = print, nocache: bool = False, push: str = "") -> str:
     """Every image stage up to ``upto`` ("builder", "smoke", "llvm", ...); returns its tag.
 
     When the tag exists nothing else is done (one lookup: the tag is a digest of every
-    input of the chain). Otherwise, in order: the base image is ensured once (a missing base
-    fails before any download), RPM pins are required, the stages' inputs are fetched and
-    verified, and each missing stage is built. ``nocache`` builds missing stages without
-    Docker's layer cache.
+    input of the chain). Otherwise the newest stage of the chain that exists, or that the
+    registry (``settings.registry``) has and that passes its checks, is where building
+    starts: then, in order, the base image is ensured once when the first stage must be
+    built (a missing base fails before any download), RPM pins are required, the inputs of
+    the stages still missing are fetched and verified, and each is built. ``nocache``
+    builds missing stages without Docker's layer cache; ``push`` (a REGISTRY/REPO) pushes
+    every stage of the chain afterwards.
     """
     require_rpm_pins(lock)
     plans = stages.plan(lock, Store(settings.cache), upto)
-    if dk.image(plans[-1].tag) is not None:
-        return plans[-1].tag
-    stages.ensure_base(dk, lock, log)
-    needed: list[str] = []
-    for p in plans:
-        needed.extend(p.stage.artifacts)
-        if p.stage.rpms:
-            needed.append("rpms")
-    inputs_ready(lock, settings, needed, log)
-    stages.build_missing(dk, Store(settings.cache), plans, log=log, on_line=on_line, nocache=nocache)
+    stages_ready(dk, lock, settings, plans, log=log, on_line=on_line, nocache=nocache)
+    if push:
+        registry.push_stages(dk, registry.Registry.named(push, settings.cache), plans, log=log)
     return plans[-1].tag
+
+
+def stages_ready(dk: Docker, lock: Lockfile, settings: Settings, plans: Sequence[stages.Plan], *,
+                 log: Log = print, on_line: Log = print, nocache: bool = False) -> list[stages.Plan]:
+    """Make every planned stage (a chain, parents first) exist; return the ones built here.
+
+    The newest stage that exists, or that the registry has and that passes its checks
+    (:func:`tasks.builder.registry.pull_stage`), is where building starts; only the stages
+    after it fetch their inputs and build.
+    """
+    store = Store(settings.cache)
+    reg = registry.Registry.named(settings.registry, settings.cache) if settings.registry else None
+    have = -1  # the newest stage of the chain on this daemon
+    for i in range(len(plans) - 1, -1, -1):
+        if dk.image(plans[i].tag) is not None or (reg and registry.pull_stage(dk, reg, plans[i], log=log)):
+            have = i
+            break
+    todo = list(plans[have + 1:])
+    if todo:
+        if have < 0:
+            stages.ensure_base(dk, lock, log, registry=reg.repo if reg else "")
+        needed: list[str] = []
+        for p in todo:
+            needed.extend(p.stage.artifacts)
+            if p.stage.rpms:
+                needed.append("rpms")
+        inputs_ready(lock, settings, needed, log)
+        stages.build_missing(dk, store, todo, log=log, on_line=on_line, nocache=nocache)
+    return todo
 
 
 def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = print) -> Lockfile:
@@ -183,7 +208,8 @@ def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Pa
     """
     tag = image(dk, lock, settings, "smoke", log=log, on_line=on_line or (lambda _: None))
     return smoke_in_image(dk, lock, libraries, image=tag, cache=settings.cache, symbol=symbol,
-                          optional_symbol=optional_symbol, log=log, on_line=on_line, strict=strict)
+                          optional_symbol=optional_symbol, log=log, on_line=on_line, strict=strict,
+                          transport=transport.for_daemon(dk, settings.remote))
 
 
 def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,

@@ -42,8 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "linker": "",  # empty: the lockfile's [build] linker
     "deadline": None,  # None: DEFAULT_DEADLINE seconds per download URL, retries included
     "backend": "docker",  # docker: the target's builder image; zig: cargo-zigbuild, no Docker
+    "registry": "",  # REGISTRY/REPO to pull stage images from before building; empty: none
+    "remote": "auto",  # auto: files travel by archive when DOCKER_HOST is tcp:// or ssh://; yes; no
 }
 BACKENDS = ("docker", "zig")
+REMOTE = ("auto", "yes", "no")
 KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
 
@@ -162,6 +165,8 @@ class Settings:
     linker: str = ""  # llvm or rust-lld; empty: the lockfile's [build] linker
     deadline: float = DEFAULT_DEADLINE  # seconds one download URL may take, retries included
     backend: str = "docker"  # how build builds: BACKENDS
+    registry: str = ""  # REGISTRY/REPO stage images are pulled from; empty: none
+    remote: str = "auto"  # auto (by the daemon's address), yes (always by archive), no (bind mounts)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "", target: str = "",
@@ -177,6 +182,9 @@ class Settings:
         if progress not in PROGRESS:
             raise ConfigError(f"config compatbuild.progress must be one of {', '.join(PROGRESS)}, "
                               f"not {progress!r}")
+        remote = merged["remote"]
+        if remote not in REMOTE:
+            raise ConfigError(f"config compatbuild.remote must be one of {', '.join(REMOTE)}, not {remote!r}")
         cache = _text("cache", merged["cache"]) or str(default_cache_root())
         jobs, deadline = merged["jobs"], merged["deadline"]
         chosen = backend or merged["backend"]
@@ -194,6 +202,8 @@ class Settings:
             linker=linker or _word("linker", merged["linker"]),
             deadline=DEFAULT_DEADLINE if deadline is None else parse_deadline(deadline),
             backend=str(chosen),
+            registry=_word("registry", merged["registry"]).strip(),
+            remote=str(remote),
         )
 
     def with_backend(self, backend: str) -> Settings:

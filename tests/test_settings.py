@@ -29,7 +29,8 @@ def test_jobs_that_are_not_a_whole_number_of_one_or_more_are_refused(value: obje
 @pytest.mark.parametrize(("cfg", "text"), [
     ({"mirror": {}}, "config compatbuild.mirror: unknown setting (did you mean mirrors?)"),
     ({"zzz": 1}, "config compatbuild.zzz: unknown setting "
-                 "(known: backend, cache, deadline, jobs, linker, lock, mirrors, out, progress, target)"),
+                 "(known: backend, cache, deadline, jobs, linker, lock, mirrors, out, progress, registry, "
+                 "remote, target)"),
     ({"progress": True}, "config compatbuild.progress must be one of auto, always, never, not True"),
     ({"mirrors": ["https://a/"]}, "config compatbuild.mirrors must be a mapping of URL prefix to "
                                   "replacement (in the environment: a JSON object), not ['https://a/']"),
@@ -56,3 +57,12 @@ def test_an_unknown_environment_name_is_refused_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"^MYAPP_COMPATBUILD_CAHCE: unknown setting "
                                           r"\(did you mean MYAPP_COMPATBUILD_CACHE\?\)$"):
         env_overrides({"MYAPP_COMPATBUILD_CAHCE": "/tmp"}, prefix="MYAPP_")
+
+
+def test_registry_and_remote_are_settings_and_remote_is_checked() -> None:
+    s = Settings.from_mapping({"registry": " registry.corp:5000/team/stages ", "remote": "yes"})
+    assert (s.registry, s.remote) == ("registry.corp:5000/team/stages", "yes")
+    assert Settings.from_mapping({}).remote == "auto"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_mapping({"remote": "maybe"})
+    assert "auto, yes, no" in str(err.value)

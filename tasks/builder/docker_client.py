@@ -1,13 +1,21 @@
 """The one place that talks to Docker: a thin wrapper over ``docker.from_env()``.
 
-It exposes only what compatbuild uses: image lookup/tag/pull/list/remove, a streaming
-classic build (``api.build(decode=True)``) and a container run that always removes itself.
-Every Docker failure becomes a DockerError with one line of text.
+It exposes only what compatbuild uses: image lookup/tag/pull/push/list/remove, a streaming
+classic build (``api.build(decode=True)``) and a container run that always removes itself
+(with files put in before it starts and fetched out after it exits, for a daemon that
+cannot see this machine's files). Every Docker failure becomes a DockerError with one line
+of text. The daemon is the one DOCKER_HOST names (``unix://``, ``tcp://`` with
+DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, ``ssh://``), as docker-py reads it; registry
+credentials are docker-py's own (``~/.docker/config.json`` and its credential helpers),
+never passed or printed here.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +26,25 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.images import Image
 
-from tasks.errors import DockerError, StageBuildError
+from tasks.errors import DockerError, RegistryError, StageBuildError
 
 LABEL_PREFIX = "org.compatbuild"
+LOCAL_SCHEMES = ("http+docker://localhost", "http+docker://localunixsocket", "http+docker://localnpipe")
+_SECRETS = (
+    (re.compile(r"(//)[^/@\s:]+:[^/@\s]+@"), r"\1***@"),  # user:password@ in a URL
+    (re.compile(r'("?(?:auth|password|identitytoken|registrytoken|token)"?\s*[:=]\s*)"?[^\s",}]+"?', re.I),
+     r"\1***"),
+    (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 ***"),
+)
+Archive = tuple[str, bytes]  # (folder inside the container, a tar of what goes there)
+Collect = Callable[[Container], None]
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a credential replaced by ``***``."""
+    for pattern, repl in _SECRETS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 class Docker:
@@ -50,6 +74,86 @@ class Docker:
             return self.client.images.pull(ref)
         except docker.errors.APIError as exc:
             raise DockerError(f"docker: cannot pull {ref}: {_why(exc)}") from None
+
+    @property
+    def remote(self) -> bool:
+        """True when the daemon is reached over the network (tcp://, ssh://): it cannot see our files."""
+        return not str(self.client.api.base_url).startswith(LOCAL_SCHEMES)
+
+    def daemon_id(self) -> str:
+        """The daemon's own ID (``docker info``), to key what lives on one daemon."""
+        try:
+            return str(self.client.info().get("ID") or self.client.api.base_url)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"docker: cannot read the daemon's info: {_why(exc)}") from None
+
+    def pull_ref(self, ref: str) -> Image | None:
+        """Pull ``ref`` (``repo:tag`` or ``repo@sha256:...``) from its registry; None when it has no such image.
+
+        Credentials come from docker-py's own lookup (config.json, credential helpers).
+        Any other failure (unreachable registry, refused credentials) is a RegistryError.
+        """
+        repo, tag = _split_ref(ref)
+        try:
+            for chunk in self.client.api.pull(repo, tag=tag, stream=True, decode=True):
+                if isinstance(chunk, dict) and "error" in chunk:
+                    why = str(chunk["error"])
+                    if _not_found(why):
+                        return None
+                    raise RegistryError(f"cannot pull {ref}: {redact(why.strip().splitlines()[0])}")
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if _not_found(_why(exc)):
+                return None
+            raise RegistryError(f"cannot pull {ref}: {redact(_why(exc))}") from None
+        return self.image(ref)
+
+    def push(self, ref: str, *, on_line: Callable[[str], None] | None = None) -> str:
+        """Push the local image ``ref`` (``repo:tag``) to its registry; return the manifest digest."""
+        repo, tag = _split_ref(ref)
+        digest = ""
+        try:
+            for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True):
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk:
+                    why = redact(str(chunk["error"]).strip().splitlines()[0])
+                    raise RegistryError(f"cannot push {ref}: {why}")
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = str(aux["Digest"])
+                if on_line and chunk.get("status") and not chunk.get("progressDetail"):
+                    on_line(f"{chunk.get('id', '')} {chunk['status']}".strip())
+        except docker.errors.APIError as exc:
+            raise RegistryError(f"cannot push {ref}: {redact(_why(exc))}") from None
+        if not digest:
+            raise RegistryError(f"pushing {ref} reported no manifest digest")
+        return digest
+
+    def repo_digest(self, ref: str, repo: str) -> str | None:
+        """The registry manifest digest (``sha256:...``) this daemon recorded for ``ref`` in ``repo``."""
+        image = self.image(ref)
+        for entry in (image.attrs.get("RepoDigests") or []) if image is not None else []:
+            name, _, digest = str(entry).partition("@")
+            if name == repo:
+                return digest
+        return None
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
+        """Create the named volume unless it exists; True when it was created now."""
+        try:
+            self.client.volumes.get(name)
+            return False
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise DockerError(f"docker: cannot inspect volume {name}: {_why(exc)}") from None
+        try:
+            self.client.volumes.create(name=name, labels=dict(labels))
+        except docker.errors.APIError as exc:
+            raise DockerError(f"docker: cannot create volume {name}: {_why(exc)}") from None
+        return True
 
     def import_image(self, rootfs_tar: Path, ref: str, *, changes: Sequence[str] = ()) -> str:
         """``docker import``: make image ``ref`` from a root filesystem tarball; return its id.
@@ -152,10 +256,16 @@ class Docker:
         environment: Mapping[str, str] | None = None,
         working_dir: str | None = None,
         network_disabled: bool = False,
+        archives: Sequence[Archive] = (),
     ) -> Iterator[Container]:
-        """Create and start a container that is always removed on exit."""
+        """Create and start a container that is always removed on exit.
+
+        ``archives`` are (folder, tar bytes) unpacked into the container before it starts
+        (``put_archive``): how files reach a daemon that cannot see this machine's.
+        """
+        c: Container | None = None
         try:
-            c = self.client.containers.run(
+            c = self.client.containers.create(
                 image,
                 list(command),
                 user=user,
@@ -163,12 +273,20 @@ class Docker:
                 environment=dict(environment or {}),
                 working_dir=working_dir,
                 network_disabled=network_disabled,
-                detach=True,
             )
+            for folder, data in archives:
+                if not c.put_archive(folder, data):
+                    raise DockerError(f"docker: cannot copy files into {folder} of a container of {image}")
+            c.start()
         except docker.errors.ImageNotFound:
+            _remove_container(c)
             raise DockerError(f"docker: image {image} not found") from None
         except docker.errors.APIError as exc:
+            _remove_container(c)
             raise DockerError(f"docker: cannot start a container of {image}: {_why(exc)}") from None
+        except BaseException:
+            _remove_container(c)
+            raise
         try:
             yield c
         finally:
@@ -183,9 +301,13 @@ class Docker:
         command: Sequence[str],
         *,
         on_line: Callable[[str], None] | None = None,
+        collect: Collect | None = None,
         **kwargs: Any,
     ) -> tuple[int, str]:
-        """Run to completion, streaming output lines; return (exit status, all output)."""
+        """Run to completion, streaming output lines; return (exit status, all output).
+
+        ``collect(container)`` runs after it exited, before it is removed (to fetch files out).
+        """
         out: list[str] = []
         with self.container(image, command, **kwargs) as c:
             buf = b""
@@ -204,6 +326,8 @@ class Docker:
                 if on_line:
                     on_line(line)
             status = c.wait().get("StatusCode", 1)
+            if collect is not None:
+                collect(c)
         return int(status), "\n".join(out)
 
     def run_split(
@@ -212,13 +336,14 @@ class Docker:
         command: Sequence[str],
         *,
         on_stderr: Callable[[str], None] | None = None,
+        collect: Callable[[Container, str], None] | None = None,
         **kwargs: Any,
     ) -> tuple[int, str, str]:
         """Run to completion streaming stderr lines live; return (status, stdout, stderr).
 
         For tools that write machine-readable output to stdout and human output to stderr
         (``cargo --message-format=json-render-diagnostics``). stdout is read once the
-        container has exited.
+        container has exited; ``collect(container, stdout)`` runs then, before it is removed.
         """
         err: list[str] = []
         with self.container(image, command, **kwargs) as c:
@@ -237,9 +362,51 @@ class Docker:
                         on_stderr(err[-1])
                 status = c.wait().get("StatusCode", 1)
                 out = c.logs(stdout=True, stderr=False).decode(errors="replace")
+                if collect is not None:
+                    collect(c, out)
             except docker.errors.APIError as exc:
                 raise DockerError(f"docker: running {image}: {_why(exc)}") from None
         return int(status), out, "\n".join(err)
+
+
+def get_file(c: Container, path: str) -> bytes | None:
+    """The bytes of one regular file in a container (``get_archive``), or None when it is not there."""
+    try:
+        stream, _stat = c.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise DockerError(f"docker: cannot copy {path} out of a container: {_why(exc)}") from None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        for member in tar:
+            if member.isfile():
+                f = tar.extractfile(member)
+                return f.read() if f is not None else None
+    return None
+
+
+def _remove_container(c: Container | None) -> None:
+    if c is not None:
+        try:
+            c.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """``repo:tag`` or ``repo@digest`` into (repo, tag-or-digest)."""
+    if "@" in ref:
+        repo, _, digest = ref.partition("@")
+        return repo, digest
+    repo, _, tag = ref.rpartition(":")
+    if not repo or "/" in tag:
+        return ref, "latest"
+    return repo, tag
+
+
+def _not_found(why: str) -> bool:
+    low = why.lower()
+    return "manifest unknown" in low or "not found" in low or "does not exist" in low
 
 
 def _why(exc: docker.errors.APIError) -> str:

@@ -162,12 +162,22 @@ def _folder_inputs(folder: Path) -> list[Input]:
     ]
 
 
-def ensure_base(dk: Docker, lock: Lockfile, log: Log) -> str:
-    """Tag the pinned base image as ``compatbuild/base:<pin>``; pull by digest if needed."""
+def ensure_base(dk: Docker, lock: Lockfile, log: Log, *, registry: str = "") -> str:
+    """Tag the pinned base image as ``compatbuild/base:<pin>``; pull by digest if needed.
+
+    With ``registry`` (a REGISTRY/REPO), the base is first looked for there by its pinned
+    digest (``REPO@sha256:...``, content-addressed: a mirror made with ``skopeo copy`` or
+    ``crane copy`` keeps it), and the pinned image id, when there is one, is still checked.
+    """
     tag = base_tag(lock)
     if dk.image(tag) is not None:
         return tag
     image = dk.image(lock.base.id) if lock.base.id else None
+    if image is None and lock.base.digest and registry:
+        mirror = f"{registry}@{lock.base.digest}"
+        image = dk.pull_ref(mirror)
+        if image is not None:
+            log(f"Pulled base image {mirror}")
     if image is None and lock.base.digest:
         image = dk.image(lock.base.pull_ref)
         if image is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json as jsonlib  # `json` is also images' flag
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +42,26 @@ def rpms_(c: Context, lock: str = "", refresh: bool = False, target: str = "") -
 
 
 def _image_task(upto: str, doc: str) -> Task[Any]:
-    def body(c: Context, lock: str = "", no_cache: bool = False, target: str = "", linker: str = "") -> str:
+    def body(c: Context, lock: str = "", no_cache: bool = False, target: str = "", linker: str = "",
+             pull: str = "", push: str = "") -> str:
         s = settings(c, lock, target=target, linker=linker)
-        tag = pipeline.image(docker_client.connect(), lock_of(s), s, upto, nocache=no_cache)
+        if pull:
+            s = dataclasses.replace(s, registry=pull)
+        dk, lf = docker_client.connect(), lock_of(s)
+        tag = pipeline.image(dk, lf, s, upto, nocache=no_cache, push=push)
+        if upto == "builder":  # `invoke smoke` needs the smoke stage too: one image call makes both
+            pipeline.image(dk, lf, s, "smoke", nocache=no_cache, push=push)
         print(tag)
         return tag
 
     body.__doc__ = doc
     name = "image" if upto == "builder" else upto
     flags = {"lock": LOCK_HELP, "target": TARGET_HELP, "linker": LINKER_HELP,
-             "no_cache": "build missing stages without Docker's layer cache (existing tags are still used)"}
+             "no_cache": "build missing stages without Docker's layer cache (existing tags are still used)",
+             "pull": "REGISTRY/REPO to pull each missing stage from before building it, after checking its "
+             "labels and digest (default: config compatbuild.registry)",
+             "push": "REGISTRY/REPO to push every stage to, as REPO:<stage>-<input digest>, labels included "
+             "(credentials: ~/.docker/config.json and its helpers)"}
     return task(name=name, help=flags, auto_shortflags=False)(reports_errors(body))  # type: ignore[no-any-return]
 
 
@@ -65,10 +78,11 @@ rust_ = _image_task("rust", "Build the image stages up to the pinned Rust toolch
     help={
         "lock": LOCK_HELP,
         "prune": "remove compatbuild images that the current lockfile no longer names (any target or linker)",
+        "json": "print the images as JSON, for CI",
     },
 )
 @reports_errors
-def images_(c: Context, lock: str = "", prune: bool = False) -> None:
+def images_(c: Context, lock: str = "", prune: bool = False, json: bool = False) -> None:
     """List this project's images (stage, tag, id); --prune removes stale ones."""
     s = settings(c, lock)
     dk = docker_client.connect()
@@ -80,10 +94,17 @@ def images_(c: Context, lock: str = "", prune: bool = False) -> None:
                 lf = lockfile.load(s.lock, name, linker=linker)
                 keep |= {p.tag for up in ("builder", "smoke", "llvm") for p in stages.plan(lf, store, up)}
                 keep.add(stages.base_tag(lf))
-        removed = stages.prune(dk, keep)
-        print(f"Removed {len(removed)} image tag(s)")
+        removed = stages.prune(dk, keep, log=_stderr if json else print)
+        if json:
+            print(jsonlib.dumps({"removed": removed}, indent=2))
+        else:
+            print(f"Removed {len(removed)} image tag(s)")
         return
-    for stage_name, tag, image_id in stages.project_images(dk):
+    rows = stages.project_images(dk)
+    if json:
+        print(jsonlib.dumps({"images": [{"stage": st, "tag": t, "id": i} for st, t, i in rows]}, indent=2))
+        return
+    for stage_name, tag, image_id in rows:
         print(f"{stage_name:8} {tag:45} {image_id[7:19]}")
 
 
@@ -102,6 +123,10 @@ def test_profile_(c: Context, root: str = "") -> None:
     # Downloads go to the pipeline's own store; the debootstrap tarball and Rust packs beside it.
     lock_path = profile.prepare_profile(where, cache=s.cache / "testprofile", store=Store(s.cache))
     print(f"Test profile ready: use --lock {lock_path}")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 TASKS = [rpms_, image_, llvm_, rust_, images_, test_profile_]

@@ -128,7 +128,7 @@ def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: boo
         "current": "also load on this machine's current glibc (default: yes)",
         "matrix": "load on every glibc within reach (pinned .deb and RPM sysroots, the target image "
         "when Docker is there, this machine) and print a table",
-        "json": "with --matrix: print the table as JSON, for CI",
+        "json": "print the results (with --matrix, the table) as JSON, for CI (progress goes to stderr)",
         "lock": LOCK_HELP,
         "target": TARGET_HELP,
     },
@@ -140,22 +140,37 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
     """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one); --matrix: on every glibc."""
     s = settings(c, lock, target=target)
     lf = lock_of(s)
+    say = _stderr if json else print
     if lib:
         libs = [Path(p).resolve() for p in lib]
     else:
-        libs = _last_or_example(s, lf)
+        libs = _last_or_example(s, lf, log=say)
     sym = symbol or None
     if matrix:
         return _matrix(s, lf, libs, sym, as_json=json)
-    if sysroot:
-        print(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
-        results = smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=print)
-    else:
-        results = pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym)
-    if current:
-        print(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
-        results += smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=print)
+    results: list[smoke_lib.SmokeResult] = []
+    head = {"target": {"name": lf.target.name, "glibc": lf.target.glibc}}
+    try:
+        if sysroot:
+            say(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
+            results = smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=say)
+        else:
+            results = pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym, log=say, on_line=say)
+        if current:
+            say(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
+            results += smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=say)
+    except SmokeError as exc:  # the one-line error and exit 11 follow; CI still gets its JSON
+        if json:
+            print(jsonlib.dumps({**head, "ok": False, "error": str(exc), "results": _results(results)}, indent=2))
+        raise
+    if json:
+        print(jsonlib.dumps({**head, "ok": True, "error": None, "results": _results(results)}, indent=2))
     return results
+
+
+def _results(results: list[smoke_lib.SmokeResult]) -> list[dict[str, object]]:
+    return [{"library": str(r.library), "where": r.where, "ok": r.ok, "status": r.status, "error": r.error}
+            for r in results]
 
 
 def _matrix(s: Settings, lf: lockfile.Lockfile, libs: list[Path], symbol: str | None, *,
@@ -177,14 +192,14 @@ def _matrix(s: Settings, lf: lockfile.Lockfile, libs: list[Path], symbol: str | 
     return cells
 
 
-def _last_or_example(s: Settings, lf: lockfile.Lockfile) -> list[Path]:
+def _last_or_example(s: Settings, lf: lockfile.Lockfile, *, log: Callable[[str], None] = print) -> list[Path]:
     try:
         return list(build_lib.last_build(s.out, lf.target.name).libraries)
     except CompatError:
         pass
-    print(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
-    result, audits = _build_and_audit(s, lf, EXAMPLE_CRATE)
-    print(audit_lib.format_report(audits))
+    log(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
+    result, audits = _build_and_audit(s, lf, EXAMPLE_CRATE, log=log)
+    log(audit_lib.format_report(audits))
     audit_lib.raise_on_violation(audits)
     return list(result.libraries)
 

@@ -38,6 +38,7 @@ from tasks.crates.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.crates.fetch import cargo_error, ensure_fetched
 from tasks.crates.fixup import FixupReport, fix_weak_needs
 from tasks.crates.sources import Sources, find_sources
+from tasks.crates.transport import Bind, Mount, for_daemon
 from tasks.errors import CargoError, CrateError, OutputError
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
@@ -117,9 +118,10 @@ def build_crate(
     home, target = cargo_home(settings), target_dir(settings, lock, info)
     for d in (home, target):
         d.mkdir(parents=True, exist_ok=True)
-    volumes = _volumes(sources, home, target)
+    mounts = _mounts(sources, home, target, lock.target.name)
     workdir, user = str(info.root), f"{os.getuid()}:{os.getgid()}"
-    ensure_fetched(dk, image, info.name, sources, home, volumes=volumes, workdir=workdir,
+    tp = for_daemon(dk, settings.remote)  # bind mounts, or archives for a remote daemon
+    ensure_fetched(tp, image, info.name, sources, home, mounts=mounts, workdir=workdir,
                    user=user, on_line=on_line)
 
     cmd = ["cargo", "build", "--offline", "--message-format=json-render-diagnostics"]
@@ -134,8 +136,8 @@ def build_crate(
     libraries = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
     fresh = libraries is None
     if libraries is None:
-        libraries = _cargo_build(dk, image, info, cmd, target, out_dir, log=log, on_line=on_line,
-                                 volumes=volumes, workdir=workdir, user=user, glibc=lock.target.glibc)
+        libraries = _cargo_build(tp, image, info, cmd, target, out_dir, log=log, on_line=on_line,
+                                 mounts=mounts, workdir=workdir, user=user, glibc=lock.target.glibc)
     # on a fresh copy this edits it; on a stamped one it only reads (nothing left to change)
     fixups = tuple(fix_weak_needs(p) for p in libraries) if fix_weak else ()
     if fresh:
@@ -157,13 +159,20 @@ def build_crate(
     return BuildResult(libraries, out_dir, image, info, seconds, fixups)
 
 
-def _cargo_build(dk: Docker, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,
-                 *, log: Log, on_line: Log, volumes: dict[str, dict[str, str]], workdir: str, user: str,
+def _cargo_build(tp: Bind, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,
+                 *, log: Log, on_line: Log, mounts: list[Mount], workdir: str, user: str,
                  glibc: str) -> tuple[Path, ...]:
-    """Run cargo in the build container (no network); copy the cdylibs it names into ``out_dir``."""
+    """Run cargo in the build container (no network); copy the cdylibs it names into ``out_dir``.
+
+    On a remote daemon the cdylibs come back from its target volume into ``target`` first.
+    """
     log(f"Building {info.name} in {image} (glibc {glibc})")
-    status, stdout, stderr = dk.run_split(
-        image, cmd, on_stderr=on_line, user=user, volumes=volumes, working_dir=workdir,
+
+    def outputs(stdout: str) -> list[tuple[str, Path]]:
+        return [("/target/" + p.relative_to(target).as_posix(), p) for p in _cdylibs(stdout, target)]
+
+    status, stdout, stderr = tp.run_split(
+        image, cmd, mounts, bring_back=outputs, on_stderr=on_line, user=user, working_dir=workdir,
         environment={"CARGO_TERM_COLOR": "never"}, network_disabled=True,
     )
     if status != 0:
@@ -202,19 +211,19 @@ def last_build(out: Path, target: str | None = None) -> LastBuild:
     return found
 
 
-def _volumes(sources: Sources, home: Path, target: Path) -> dict[str, dict[str, str]]:
+def _mounts(sources: Sources, home: Path, target: Path, target_name: str) -> list[Mount]:
     """Each source folder at its own path (workspace rw, the rest ro), cargo home and target dir."""
-    volumes: dict[str, dict[str, str]] = {}
+    mounts: list[Mount] = []
     for i, folder in enumerate(sources.mounts()):
         posix = PurePosixPath(folder.as_posix())
         clash = [r for r in RESERVED if posix == PurePosixPath(r) or posix.is_relative_to(r)]
         if posix == PurePosixPath("/") or clash:
             raise CrateError(f"{folder}: a crate there would cover the image's own "
                              f"{clash[0] if clash else '/'}; move it elsewhere to build it")
-        volumes[str(folder)] = {"bind": str(folder), "mode": "rw" if i == 0 else "ro"}
-    volumes[str(home)] = {"bind": "/cargo", "mode": "rw"}
-    volumes[str(target)] = {"bind": "/target", "mode": "rw"}
-    return volumes
+        mounts.append(Mount(folder, str(folder), writable=i == 0))
+    mounts.append(Mount(home, "/cargo", writable=True, cache="cargo-home"))
+    mounts.append(Mount(target, "/target", writable=True, cache=f"target-{target_name}-{target.name}"))
+    return mounts
 
 
 def _cdylibs(stdout: str, target: Path) -> list[Path]:

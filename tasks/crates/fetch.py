@@ -19,12 +19,12 @@ import json
 import os
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tasks.atomic import read_stamp, write_atomic
-from tasks.builder.docker_client import Docker
 from tasks.crates.sources import Sources
+from tasks.crates.transport import Bind, Mount
 from tasks.errors import CargoError
 from tasks.store import key_of
 
@@ -33,11 +33,11 @@ CA_INSIDE = "/etc/compatbuild-host-ca.crt"
 _PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 Log = Callable[[str], None]
-Volumes = Mapping[str, Mapping[str, str]]
 
 
-def fetch_material(image: str, sources: Sources) -> dict[str, object]:
-    """What a fetch depends on: the image (its cargo) and the bytes of Cargo.lock and the manifests."""
+def fetch_material(image: str, sources: Sources, daemon: str = "") -> dict[str, object]:
+    """What a fetch depends on: the image (its cargo) and the bytes of Cargo.lock and the manifests,
+    and for a remote daemon which one (the registry is in that daemon's cargo-home volume)."""
     files = [*sources.manifests, sources.workspace / "Cargo.lock"]
     digests = {}
     for f in sorted(set(files)):
@@ -45,7 +45,10 @@ def fetch_material(image: str, sources: Sources) -> dict[str, object]:
             digests[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
         except FileNotFoundError:
             digests[str(f)] = ""
-    return {"image": image, "files": digests}
+    material: dict[str, object] = {"image": image, "files": digests}
+    if daemon:
+        material["daemon"] = daemon
+    return material
 
 
 def stamp_path(home: Path, image: str, sources: Sources) -> Path:
@@ -54,24 +57,30 @@ def stamp_path(home: Path, image: str, sources: Sources) -> Path:
     return home / STAMPS / f"{key}.json"
 
 
-def ensure_fetched(dk: Docker, image: str, name: str, sources: Sources, home: Path, *,
-                   volumes: Volumes, workdir: str, user: str, on_line: Log) -> bool:
-    """Run ``cargo fetch`` in ``image`` unless the stamp says nothing changed; True when it ran."""
+def ensure_fetched(tp: Bind, image: str, name: str, sources: Sources, home: Path, *,
+                   mounts: Sequence[Mount], workdir: str, user: str, on_line: Log) -> bool:
+    """Run ``cargo fetch`` in ``image`` unless the stamp says nothing changed; True when it ran.
+
+    Through a remote daemon's transport the Cargo.lock it writes is brought back.
+    """
     stamp = stamp_path(home, image, sources)
-    if read_stamp(stamp.parent, stamp.name) == fetch_material(image, sources):
+    daemon = tp.key()
+    if read_stamp(stamp.parent, stamp.name) == fetch_material(image, sources, daemon):
         return False
     env = {"CARGO_TERM_COLOR": "never"}
     env.update({k: v for k, v in os.environ.items() if k.lower() in _PROXY_VARS})
-    mounts = {k: dict(v) for k, v in volumes.items()}
+    all_mounts = list(mounts)
     ca = host_ca_bundle()
     if ca is not None:
-        mounts[str(ca)] = {"bind": CA_INSIDE, "mode": "ro"}
+        all_mounts.append(Mount(ca, CA_INSIDE))
         env["CARGO_HTTP_CAINFO"] = CA_INSIDE
-    status, _, stderr = dk.run_split(image, ["cargo", "fetch"], on_stderr=on_line, user=user,
-                                     volumes=mounts, working_dir=workdir, environment=env)
+    lock_file = sources.workspace / "Cargo.lock"
+    status, _, stderr = tp.run_split(image, ["cargo", "fetch"], all_mounts,
+                                     bring_back=lambda _: [(str(lock_file), lock_file)],
+                                     on_stderr=on_line, user=user, working_dir=workdir, environment=env)
     if status != 0:
         raise CargoError(f"cargo fetch for {name} failed: {cargo_error(stderr, status)}")
-    material = fetch_material(image, sources)  # after: the fetch may have written Cargo.lock
+    material = fetch_material(image, sources, daemon)  # after: the fetch may have written Cargo.lock
     write_atomic(stamp, (json.dumps(material, sort_keys=True) + "\n").encode())
     return True
 

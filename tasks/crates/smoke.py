@@ -32,6 +32,7 @@ from tasks.builder.docker_client import Docker
 from tasks.crates.harness import HARNESS_C as HARNESS_C  # re-exported: the harness lives in harness.py
 from tasks.crates.harness import LIB_DIRS, LOADER, compile_harness
 from tasks.crates.harness import sysroot_link as sysroot_link
+from tasks.crates.transport import Bind, Mount
 from tasks.errors import SmokeError, SysrootError
 from tasks.inputs.lockfile import Lockfile
 from tasks.store import sha256_file
@@ -121,8 +122,12 @@ def smoke_in_image(
     log: Log = print,
     on_line: Log | None = print,
     strict: bool = True,
+    transport: Bind | None = None,
 ) -> list[SmokeResult]:
     """dlopen each library in the smoke ``image`` (a tag; it must exist), as nobody, offline.
+
+    ``transport`` says how the library reaches the container (default: a bind mount; for a
+    remote daemon :class:`tasks.crates.transport.Archive` copies it in).
 
     With ``cache``, a passing verdict is kept under ``<cache>/smoke/verdicts``, keyed by the
     library's sha256, the image's id and the harness arguments: the same bytes on the same
@@ -142,12 +147,12 @@ def smoke_in_image(
             results.append(cached)
             continue
         log(f"Smoke-testing {lib.name} on {lock.target.name} (glibc {lock.target.glibc})")
-        status, output = dk.run(
+        status, output = (transport or Bind(dk)).run(
             image,
             [HARNESS_IN_IMAGE, *args, inside],
+            [Mount(lib, inside)],
             on_line=on_line,
             user=NOBODY,
-            volumes={str(lib): {"bind": inside, "mode": "ro"}},
             network_disabled=True,
         )
         results.append(SmokeResult(lib, where, status, output))
