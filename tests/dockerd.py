@@ -37,6 +37,7 @@ def running_dockerd(folder: Path, *, storage_driver: str = "fuse-overlayfs") -> 
             "--host", host, "--bridge", "none", "--iptables=false", "--ip6tables=false",
             "--storage-driver", storage_driver, "--containerd-namespace", f"compatbuild-test-{port}",
             "--containerd-plugins-namespace", f"compatbuild-test-{port}-plugins"]
+    bridge = _default_bridge()
     proc = subprocess.Popen(argv, stdout=log, stderr=log)  # noqa: S603
     try:
         deadline = time.monotonic() + 60
@@ -52,6 +53,7 @@ def running_dockerd(folder: Path, *, storage_driver: str = "fuse-overlayfs") -> 
                 tail = (folder / "dockerd.log").read_text(errors="replace")[-600:]
                 raise RuntimeError(f"a second dockerd on {host} did not start: {tail}")
             time.sleep(0.3)
+        _restore_default_bridge(bridge)
         yield host
     finally:
         proc.terminate()
@@ -61,9 +63,33 @@ def running_dockerd(folder: Path, *, storage_driver: str = "fuse-overlayfs") -> 
             proc.kill()
             proc.wait()
         log.close()
+        _restore_default_bridge(bridge)
         _unmount_below(folder)
         shutil.rmtree(folder / "data", ignore_errors=True)
         shutil.rmtree(folder / "exec", ignore_errors=True)
+
+
+def _default_bridge() -> list[str]:
+    """The addresses (``172.17.0.1/16``) of the machine daemon's bridge, docker0, if it has one."""
+    done = subprocess.run(["ip", "-j", "addr", "show", "dev", "docker0"], capture_output=True, text=True,  # noqa: S603,S607
+                          check=False)
+    if done.returncode != 0:
+        return []
+    return [f"{a['local']}/{a['prefixlen']}" for link in json.loads(done.stdout or "[]")
+            for a in link.get("addr_info", []) if a.get("family") == "inet"]
+
+
+def _restore_default_bridge(addresses: list[str]) -> None:
+    """Put docker0 back as it was. A dockerd started with ``--bridge none`` deletes the
+    default bridge interface at start-up even though it is the machine daemon's, whose
+    containers then cannot start ("could not find bridge docker0")."""
+    if not addresses or _default_bridge():
+        return
+    steps = [["ip", "link", "add", "docker0", "type", "bridge"],
+             *(["ip", "addr", "add", a, "dev", "docker0"] for a in addresses),
+             ["ip", "link", "set", "docker0", "up"]]
+    for step in steps:
+        subprocess.run(step, check=True, capture_output=True)  # noqa: S603
 
 
 def _unmount_below(folder: Path) -> None:

@@ -128,3 +128,20 @@ def test_the_archive_path_on_the_local_daemon_with_bind_mounts_off(
         del docker_client.ensure_volume
         for name in made:  # only the volumes this test created
             docker_client.client.volumes.get(name).remove(force=True)
+
+
+@pytest.mark.registry
+def test_a_second_daemon_leaves_the_machine_daemons_bridge_and_containers_working(
+    docker_client: Docker, profile: Path, tmp_path: Path,
+) -> None:
+    """dockerd --bridge none deletes docker0 at start-up; the helper puts it back."""
+    from tests.dockerd import _default_bridge
+
+    before = _default_bridge()
+    assert before, "the machine daemon has no docker0 bridge to begin with"
+    (tmp_path / "d2").mkdir()
+    with running_dockerd(tmp_path / "d2"):
+        assert _default_bridge() == before
+    assert _default_bridge() == before
+    status, _ = docker_client.run(lockfile.load(profile / "rsrc.lock.toml").base.id or "", ["true"])
+    assert status == 0
