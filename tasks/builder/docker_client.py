@@ -8,6 +8,10 @@ of text. The daemon is the one DOCKER_HOST names (``unix://``, ``tcp://`` with
 DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, ``ssh://``), as docker-py reads it; registry
 credentials are docker-py's own (``~/.docker/config.json`` and its credential helpers),
 never passed or printed here.
+
+It is longer than the other modules (~430 lines) on purpose: it is the *one* module that
+holds docker-py calls, so each call's error mapping lives beside it; splitting it would
+make a second place that talks to Docker.
 """
 
 from __future__ import annotations

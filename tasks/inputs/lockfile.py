@@ -28,186 +28,49 @@ target, and caches and outputs are keyed by ``target.name``.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from tasks.errors import LockfileError
-from tasks.inputs.urls import problem, redact
+from tasks.inputs.lockcheck import _DIGEST, _FPR, _GLIBC, _NAME
+from tasks.inputs.lockcheck import Validator as _Validator
+from tasks.inputs.lockmodel import (  # the model, re-exported: callers import it from here
+    ARCHES,
+    KEY_MAX,
+    LINKERS,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    UNPINNED_MAX,
+    Artifact,
+    BaseImage,
+    Key,
+    Lockfile,
+    Resource,
+    Rpm,
+    Target,
+    url_basename,
+)
+from tasks.inputs.urls import redact
 
-SCHEMA_VERSION = 2
-SCHEMAS = (1, 2)
-LINKERS = ("llvm", "rust-lld")  # how the builder image links: docker/builder, docker/builder-rust-lld
-ARCHES = ("x86_64",)
-# Every pattern is used with fullmatch: `$` would also match before a trailing newline.
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_FPR = re.compile(r"[0-9A-F]{40}")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-_GLIBC = re.compile(r"\d+\.\d+")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-UNPINNED_MAX = 1 << 20  # the most bytes taken for an unpinned signature or checksum list
-KEY_MAX = 16 << 20  # ... and for a key file without a pinned size (GNU's keyring is a few MB)
-
-
-@dataclass(frozen=True)
-class Target:
-    """The system the libraries must load on."""
-
-    name: str
-    glibc: str
-    packages: tuple[str, ...] = ()  # what the rpms stage installs; `invoke rpms --refresh` pins them
-    arch: str = "x86_64"
-    repos: tuple[str, ...] = ()  # the package repositories `invoke rpms --refresh` resolves against
-    rpm_key: str | None = None  # the [[key]] that signs this target's RPMs (tasks.inputs.rpmsig)
-
-
-@dataclass(frozen=True)
-class BaseImage:
-    """The base image: a reference plus a registry digest and/or a local image id."""
-
-    image: str
-    digest: str | None = None
-    id: str | None = None
-
-    @property
-    def pull_ref(self) -> str:
-        """The reference to pull: by digest when one is pinned."""
-        if self.digest:  # name@digest: a tag beside the digest is not a reference every client parses
-            name = self.image.split("@")[0]
-            head, _, last = name.rpartition("/")
-            return f"{head + '/' if head else ''}{last.split(':')[0]}@{self.digest}"
-        return self.image
-
-
-@dataclass(frozen=True)
-class Key:
-    """A signing key file and the fingerprints it may sign with."""
-
-    name: str
-    url: str
-    fingerprints: tuple[str, ...]
-    sha256: str | None = None
-    size: int | None = None
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A pinned upstream file, with optional detached signature or signed checksum list."""
-
-    name: str
-    url: str
-    sha256: str
-    filename: str
-    alt_urls: tuple[str, ...] = ()
-    signature_url: str | None = None
-    checksums_url: str | None = None
-    checksums_signature_url: str | None = None
-    key: str | None = None
-    size: int | None = None
-
-
-@dataclass(frozen=True)
-class Rpm:
-    """A pinned package of one target, installed offline into its rpms stage."""
-
-    name: str
-    url: str
-    sha256: str
-    target: str = ""
-    size: int | None = None
-
-    @property
-    def filename(self) -> str:
-        return url_basename(self.url)
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One thing to fetch: a URL, its file name, and its sha256 when pinned."""
-
-    label: str
-    url: str
-    filename: str
-    sha256: str | None
-    alt_urls: tuple[str, ...] = ()
-    size: int | None = None  # the pinned length in bytes, when the lockfile records it
-    cap: int | None = None  # the most bytes taken when no size is pinned (None: the default)
-
-    @property
-    def max_bytes(self) -> int | None:
-        """The most bytes a download may bring: the pinned size, else a cap; unpinned files
-        (signatures, checksum lists) get a small one; a pinned file without a size none."""
-        if self.size is not None:
-            return self.size
-        if self.cap is not None:
-            return self.cap
-        return None if self.sha256 else UNPINNED_MAX
-
-
-@dataclass(frozen=True)
-class Lockfile:
-    """A parsed, validated lockfile."""
-
-    path: Path
-    target: Target
-    base: BaseImage
-    keys: tuple[Key, ...] = ()
-    artifacts: tuple[Artifact, ...] = ()
-    rpms: tuple[Rpm, ...] = ()
-    schema: int = SCHEMA_VERSION
-    linker: str = "llvm"
-    targets: tuple[str, ...] = ()  # every target the file defines; ``target`` is the selected one
-
-    def artifact(self, name: str) -> Artifact:
-        """The artifact called ``name``, or a LockfileError naming what is there."""
-        for a in self.artifacts:
-            if a.name == name:
-                return a
-        have = ", ".join(a.name for a in self.artifacts) or "none"
-        raise LockfileError(f"{self.path.name}: no artifact '{name}' (have: {have})")
-
-    def key(self, name: str) -> Key:
-        for k in self.keys:
-            if k.name == name:
-                return k
-        raise LockfileError(f"{self.path.name}: no key '{name}'")
-
-    def resources(self, only: str | None = None) -> Iterator[Resource]:
-        """Every file the lockfile names, or those of one artifact/key/rpm name."""
-        for a in self.artifacts:
-            if only in (None, a.name):
-                yield Resource(f"artifact {a.name}", a.url, a.filename, a.sha256, a.alt_urls, a.size)
-                if a.signature_url:
-                    yield _unpinned(f"signature of {a.name}", a.signature_url)
-                if a.checksums_url:
-                    yield _unpinned(f"checksums of {a.name}", a.checksums_url)
-                if a.checksums_signature_url:
-                    yield _unpinned(f"checksums signature of {a.name}", a.checksums_signature_url)
-                if a.key and only is not None:
-                    yield _key_resource(self.key(a.key))
-        for k in self.keys:
-            if only in (None, k.name):
-                yield _key_resource(k)
-        for r in self.rpms:
-            if only in (None, r.name):
-                yield Resource(f"rpm {r.name}", r.url, r.filename, r.sha256, size=r.size)
-
-
-def _key_resource(k: Key) -> Resource:
-    return Resource(f"key {k.name}", k.url, url_basename(k.url), k.sha256, size=k.size, cap=KEY_MAX)
-
-
-def _unpinned(label: str, url: str) -> Resource:
-    return Resource(label, url, url_basename(url), None)
-
-
-def url_basename(url: str) -> str:
-    """The last path segment of a URL, decoded."""
-    return unquote(urlparse(url).path.rstrip("/").rsplit("/", 1)[-1])
+__all__ = [
+    "ARCHES",
+    "KEY_MAX",
+    "LINKERS",
+    "SCHEMA_VERSION",
+    "SCHEMAS",
+    "UNPINNED_MAX",
+    "Artifact",
+    "BaseImage",
+    "Key",
+    "Lockfile",
+    "Resource",
+    "Rpm",
+    "Target",
+    "url_basename",
+    "load",
+    "parse",
+]
 
 
 def load(path: Path, target: str | None = None, *, linker: str | None = None) -> Lockfile:
@@ -421,101 +284,3 @@ def _safe_filename(v: _Validator, where: str, url: str) -> str:
     if not _NAME.fullmatch(name):
         raise LockfileError(f"{v.file}: {where}: url must end in a plain file name, not {name!r}")
     return name
-
-
-class _Validator:
-    """Small typed accessors that raise LockfileError naming file, entry and field."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.seen: dict[str, set[str]] = {}
-
-    def table(self, data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-        t = data.get(key)
-        if not isinstance(t, dict):
-            raise LockfileError(f"{self.file}: [{where}] table is missing")
-        return t
-
-    def each(self, data: dict[str, Any], kind: str, make: Any,
-             scope: Callable[[dict[str, Any]], str] | None = None) -> Iterator[Any]:
-        """Each ``[[kind]]`` table made into an object; names are unique within ``scope``."""
-        items = data.get(kind, [])
-        if not isinstance(items, list):
-            raise LockfileError(f"{self.file}: '{kind}' must be an array of tables ([[{kind}]])")
-        for i, t in enumerate(items):
-            if not isinstance(t, dict):
-                raise LockfileError(f"{self.file}: {kind} #{i + 1} must be a table")
-            label = str(t["name"]) if isinstance(t.get("name"), str) else f"#{i + 1}"
-            label = label if label.isprintable() else label.encode("unicode_escape").decode()
-            where = f"{kind} '{label}'"
-            obj = make(self, t, where)
-            names = self.seen.setdefault(f"{kind}/{scope(t) if scope else ''}", set())
-            if obj.name in names:
-                raise LockfileError(f"{self.file}: {where}: duplicate name")
-            names.add(obj.name)
-            yield obj
-
-    def unknown(self, t: dict[str, Any], where: str, allowed: set[str]) -> None:
-        extra = sorted(set(t) - allowed)
-        if extra:
-            raise LockfileError(f"{self.file}: {where}: unknown field '{extra[0]}'")
-
-    def string(
-        self,
-        t: dict[str, Any],
-        where: str,
-        key: str,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        what: str = "",
-        optional: bool = False,
-    ) -> str | None:
-        value = t.get(key)
-        if value is None or value == "":
-            if optional:
-                return None
-            raise LockfileError(f"{self.file}: {where}: {key} is missing")
-        if not isinstance(value, str):
-            raise LockfileError(f"{self.file}: {where}: {key} must be a string")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise LockfileError(
-                f"{self.file}: {where}: {key} must be {what or 'a safe name'}, not {redact(repr(value))}"
-            )
-        return value
-
-    def required(
-        self, t: dict[str, Any], where: str, key: str, *, pattern: re.Pattern[str] | None = None,
-        what: str = "",
-    ) -> str:
-        value = self.string(t, where, key, pattern=pattern, what=what)
-        assert value is not None
-        return value
-
-    def name(self, t: dict[str, Any], where: str) -> str:
-        value = self.string(t, where, "name", pattern=_NAME,
-                            what="letters, digits and ._+- (no '/' or '..')")
-        assert value is not None
-        return value
-
-    def sha256(self, t: dict[str, Any], where: str, *, optional: bool) -> str | None:
-        value = self.string(t, where, "sha256", optional=optional)
-        if value is not None and not _HEX64.fullmatch(value):
-            raise LockfileError(f"{self.file}: {where}: sha256 must be 64 hex digits")
-        return value
-
-    def url(self, t: dict[str, Any], where: str, key: str, *, optional: bool = False) -> Any:
-        value = self.string(t, where, key, optional=optional)
-        if value is None:
-            return None
-        why = problem(value)
-        if why is not None:
-            raise LockfileError(f"{self.file}: {where}: {key} {why}, not {redact(repr(value))}")
-        return value
-
-    def size(self, t: dict[str, Any], where: str) -> int | None:
-        value = t.get("size")
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise LockfileError(f"{self.file}: {where}: size must be a whole number of bytes, not {value!r}")
-        return value

@@ -8,6 +8,9 @@ file(s). Expired keys: a signature made *before* the key expired is accepted, wi
 signature by a revoked key and any signature file holding a BAD signature. Successful
 verifications leave a stamp in the store, so a re-run re-hashes nothing and runs no gpg until
 a file, a pin or a fingerprint changes.
+
+Over 300 lines because the trust rule is kept in one reviewable place: gpg's status
+parsing, the expiry and revocation judgement and the stamps that skip re-verification.
 """
 
 from __future__ import annotations
