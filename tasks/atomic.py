@@ -35,6 +35,38 @@ def _temp_name(dest: Path, suffix: str) -> Path:
     return dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.{suffix}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(dest: Path) -> list[Path]:
+    """Remove the temporaries of ``dest`` left by a process that died (kill -9) mid-write.
+
+    Only names this module makes (``.<name>.<pid>.<thread>.part|old``) whose pid is no
+    longer running are removed: never another live process's, never anything else.
+    """
+    removed: list[Path] = []
+    prefix = f".{dest.name}."
+    try:
+        siblings = list(dest.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        rest = p.name[len(prefix):] if p.name.startswith(prefix) else ""
+        parts = rest.split(".")
+        if len(parts) == 3 and parts[2] in ("part", "old") and parts[0].isdigit() and parts[1].isdigit():
+            if int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+                _remove(p)
+                removed.append(p)
+    return removed
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -69,6 +101,7 @@ def staged(dest: Path, *, directory: bool = False, owned: Callable[[Path], bool]
     before it becomes visible under its name.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(dest)
     tmp = _temp_name(dest, "part")
     _remove(tmp)
     if directory:

@@ -70,3 +70,21 @@ def test_write_and_copy_apply_the_mode_before_the_file_appears(tmp_path: Path) -
     copy_atomic(tmp_path / "secret", tmp_path / "lib.so", mode=0o755)
     assert (tmp_path / "lib.so").stat().st_mode & 0o777 == 0o755
     assert _leftovers(tmp_path) == []
+
+
+def test_temporaries_of_a_killed_writer_are_swept_and_a_live_ones_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    dest = tmp_path / "tree"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".tree.{dead.pid}.1.part"
+    (stale / "half").mkdir(parents=True)  # what a kill -9 mid-fill leaves
+    live = tmp_path / f".tree.{os.getppid()}.1.part"  # a running process's: not ours to remove
+    live.mkdir()
+    other = tmp_path / ".tree.notes"  # not a name this module makes
+    other.write_text("keep")
+    assert ensure_dir(dest, {"v": 1}, lambda d: (d / "a").write_text("x"))
+    assert not stale.exists() and live.is_dir() and other.read_text() == "keep"
+    assert (dest / "a").read_text() == "x"

@@ -33,6 +33,23 @@ from docker.models.images import Image
 from tasks.errors import DockerError, RegistryError, StageBuildError
 
 LABEL_PREFIX = "org.compatbuild"
+_HOST = os.uname().nodename
+
+
+def _owner_labels() -> dict[str, str]:
+    """Labels naming the process that owns a container, so a later run can tell an orphan."""
+    return {f"{LABEL_PREFIX}.project": "compatbuild", f"{LABEL_PREFIX}.host": _HOST,
+            f"{LABEL_PREFIX}.pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 LOCAL_SCHEMES = ("http+docker://localhost", "http+docker://localunixsocket", "http+docker://localnpipe")
 _SECRETS = (
     (re.compile(r"(//)[^/@\s:]+:[^/@\s]+@"), r"\1***@"),  # user:password@ in a URL
@@ -268,6 +285,7 @@ class Docker:
         (``put_archive``): how files reach a daemon that cannot see this machine's.
         """
         c: Container | None = None
+        self.remove_orphans()
         try:
             c = self.client.containers.create(
                 image,
@@ -277,6 +295,7 @@ class Docker:
                 environment=dict(environment or {}),
                 working_dir=working_dir,
                 network_disabled=network_disabled,
+                labels=_owner_labels(),
             )
             for folder, data in archives:
                 if not c.put_archive(folder, data):
@@ -298,6 +317,25 @@ class Docker:
                 c.remove(force=True)
             except docker.errors.APIError:
                 pass
+
+    def remove_orphans(self) -> list[str]:
+        """Remove the containers a compatbuild process on this host started and could not
+        remove itself because it died (kill -9, a lost terminal): labelled with its pid,
+        which is no longer running. Another live process's containers, and containers
+        compatbuild did not make, are never touched. Returns the removed containers' ids."""
+        removed: list[str] = []
+        try:
+            mine = self.client.containers.list(
+                all=True, filters={"label": [f"{LABEL_PREFIX}.project=compatbuild",
+                                             f"{LABEL_PREFIX}.host={_HOST}"]})
+        except docker.errors.APIError:
+            return removed
+        for c in mine:
+            pid = (c.labels or {}).get(f"{LABEL_PREFIX}.pid", "")
+            if pid.isdigit() and not _alive(int(pid)):
+                _remove_container(c)
+                removed.append(str(c.id))
+        return removed
 
     def run(
         self,
