@@ -455,16 +455,15 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def main(argv: list[str]) -> None:
-    which = argv or ["inputs", "image", "build", "linkers", "backends"]
+    which = argv or ["inputs", "image", "build", "linkers", "backends", "registry"]
     benches = {"inputs": ("Trusted inputs", bench_inputs), "image": ("Builder image (test profile)", bench_image),
                "build": ("build and smoke (test profile, warm image)", bench_build),
                "linkers": ("Linker strategies (test profile)", bench_linkers),
-               "backends": ("Backends: native, builder image, zig", bench_backends)}
-    which = argv or ["inputs", "image", "build", "linkers", "registry"]
-    benches = {"inputs": ("Trusted inputs", bench_inputs), "image": ("Builder image (test profile)", bench_image),
-               "build": ("build and smoke (test profile, warm image)", bench_build),
-               "linkers": ("Linker strategies (test profile)", bench_linkers),
+               "backends": ("Backends: native, builder image, zig", bench_backends),
                "registry": ("Stage images through a registry (test profile, second daemon)", bench_registry)}
+    unknown = [w for w in which if w not in benches]
+    if unknown:
+        raise SystemExit(f"bench: unknown benchmark {', '.join(unknown)} (have: {', '.join(benches)})")
     print(f"compatbuild benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; medians, one run")
     for name in which:
         title, fn = benches[name]
