@@ -180,7 +180,7 @@ def _cargo_build(tp: Bind, image: str, info: CrateInfo, cmd: list[str], target: 
     built = _cdylibs(stdout, target)
     if not built:
         raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
-    return tuple(_copy_out(p, out_dir) for p in built)
+    return tuple(copy_out(p, out_dir) for p in built)
 
 
 def last_build(out: Path, target: str | None = None) -> LastBuild:
@@ -226,9 +226,9 @@ def _mounts(sources: Sources, home: Path, target: Path, target_name: str) -> lis
     return mounts
 
 
-def _cdylibs(stdout: str, target: Path) -> list[Path]:
-    """Host paths of the cdylib .so files named by cargo's compiler-artifact messages."""
-    found: list[Path] = []
+def cdylib_files(stdout: str) -> list[PurePosixPath]:
+    """The cdylib .so files cargo's compiler-artifact messages name, as cargo saw them, once each."""
+    found: list[PurePosixPath] = []
     for line in stdout.splitlines():
         if not line.startswith("{"):
             continue
@@ -242,15 +242,18 @@ def _cdylibs(stdout: str, target: Path) -> list[Path]:
         if "cdylib" not in kinds:
             continue
         for name in msg.get("filenames", []):
-            inside = PurePosixPath(name)
-            if inside.suffix == ".so" and inside.is_relative_to("/target"):
-                host = target / inside.relative_to("/target")
-                if host not in found:
-                    found.append(host)
+            path = PurePosixPath(name)
+            if path.suffix == ".so" and path not in found:
+                found.append(path)
     return found
 
 
-def _copy_out(lib: Path, out_dir: Path) -> Path:
+def _cdylibs(stdout: str, target: Path) -> list[Path]:
+    """Host paths of the cdylibs cargo built under the container's /target."""
+    return [target / p.relative_to("/target") for p in cdylib_files(stdout) if p.is_relative_to("/target")]
+
+
+def copy_out(lib: Path, out_dir: Path) -> Path:
     """Copy a built library into ``out_dir`` through the atomic-output primitive."""
     try:
         return copy_atomic(lib, out_dir / lib.name, mode=0o755)

@@ -25,13 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.atomic import copy_atomic, write_atomic
-from tasks.crates.build import RECORD, BuildResult, cargo_home, output_dir, target_dir
+from tasks.atomic import write_atomic
+from tasks.crates.build import RECORD, BuildResult, cargo_home, cdylib_files, copy_out, output_dir, target_dir
 from tasks.crates.crate import ADD_CDYLIB, inspect_crate
 from tasks.crates.fetch import cargo_error
 from tasks.crates.fixup import fix_weak_needs
 from tasks.crates.zigtools import ZigTools
-from tasks.errors import CargoError, CrateError, OutputError, RustStdError, ToolError
+from tasks.errors import CargoError, CrateError, RustStdError, ToolError
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
 
@@ -120,11 +120,11 @@ def build_crate(
     status, stdout, stderr = _run(cmd, info.root, env, on_line)
     if status != 0:
         raise CargoError(f"cargo-zigbuild build of {info.name} failed: {cargo_error(stderr, status)}")
-    built = _cdylibs(stdout)
+    built = [Path(p) for p in cdylib_files(stdout)]
     if not built:
         raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
     out_dir = output_dir(out or settings.out, lock)
-    libraries = tuple(_copy_out(p, out_dir) for p in built)
+    libraries = tuple(copy_out(p, out_dir) for p in built)
     fixups = tuple(fix_weak_needs(p) for p in libraries) if fix_weak else ()
     seconds = time.monotonic() - started
     label = f"zig ({tools.versions})"
@@ -167,32 +167,3 @@ def _run(cmd: list[str], cwd: Path, env: Mapping[str, str], on_line: Log) -> tup
     status = proc.wait()
     reader.join()
     return status, stdout, "".join(err_lines)
-
-
-def _cdylibs(stdout: str) -> list[Path]:
-    """The cdylib .so files named by cargo's compiler-artifact messages."""
-    found: list[Path] = []
-    for line in stdout.splitlines():
-        if not line.startswith("{"):
-            continue
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if msg.get("reason") != "compiler-artifact":
-            continue
-        kinds = msg.get("target", {}).get("crate_types") or msg.get("target", {}).get("kind", [])
-        if "cdylib" not in kinds:
-            continue
-        for name in msg.get("filenames", []):
-            path = Path(name)
-            if path.suffix == ".so" and path not in found:
-                found.append(path)
-    return found
-
-
-def _copy_out(lib: Path, out_dir: Path) -> Path:
-    try:
-        return copy_atomic(lib, out_dir / lib.name, mode=0o755)
-    except OSError as exc:
-        raise OutputError(f"cannot copy {lib.name} to {out_dir}: {exc.strerror or exc}") from None
