@@ -124,11 +124,8 @@ def build_crate(
     ensure_fetched(tp, image, info.name, sources, home, mounts=mounts, workdir=workdir,
                    user=user, on_line=on_line)
 
-    cmd = ["cargo", "build", "--offline", "--message-format=json-render-diagnostics"]
-    cmd += ["--release"] if release else []
-    cmd += ["--features", features] if features else []
-    cmd += ["--workspace"] if info.workspace else []
-    cmd += list(extra_args)
+    cmd = ["cargo", "build", "--offline", *cargo_flags(info, release=release, features=features,
+                                                       extra_args=extra_args)]
     out_dir = output_dir(out or settings.out, lock)
     outputs_root = Path(out or settings.out).expanduser().resolve()  # every target's copies
     inputs = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(outputs_root, settings.cache))
@@ -145,18 +142,34 @@ def build_crate(
         for p in libraries:
             log(f"Built {p}")
     seconds = time.monotonic() - started
+    write_record(out_dir, libraries, info, lock, image=image, release=release, seconds=seconds)
+    return BuildResult(libraries, out_dir, image, info, seconds, fixups)
+
+
+def cargo_flags(info: CrateInfo, *, release: bool, features: str, extra_args: Sequence[str]) -> list[str]:
+    """The flags every backend gives cargo: JSON messages, the profile, features, workspace."""
+    flags = ["--message-format=json-render-diagnostics"]
+    flags += ["--release"] if release else []
+    flags += ["--features", features] if features else []
+    flags += ["--workspace"] if info.workspace else []
+    return flags + list(extra_args)
+
+
+def write_record(out_dir: Path, libraries: Sequence[Path], info: CrateInfo, lock: Lockfile, *, image: str,
+                 release: bool, seconds: float, **extra: str) -> None:
+    """Write ``<out>/<target>/last-build.json``, what `smoke` and `audit` default to."""
     record = {
         "libraries": [str(p) for p in libraries],
         "crate": str(info.root),
         "name": info.name,
         "image": image,
+        **extra,
         "target": {"name": lock.target.name, "glibc": lock.target.glibc},
         "release": release,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
     }
     write_atomic(out_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
-    return BuildResult(libraries, out_dir, image, info, seconds, fixups)
 
 
 def _cargo_build(tp: Bind, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,

@@ -16,17 +16,23 @@ audit and smoke steps cannot tell the backends apart, except by the record's ``b
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.atomic import write_atomic
-from tasks.crates.build import RECORD, BuildResult, cargo_home, cdylib_files, copy_out, output_dir, target_dir
+from tasks.crates.build import (
+    BuildResult,
+    cargo_flags,
+    cargo_home,
+    cdylib_files,
+    copy_out,
+    output_dir,
+    target_dir,
+    write_record,
+)
 from tasks.crates.crate import ADD_CDYLIB, inspect_crate
 from tasks.crates.fetch import cargo_error
 from tasks.crates.fixup import fix_weak_needs
@@ -110,12 +116,8 @@ def build_crate(
     tdir = tdir.with_name(f"{tdir.name}-zig")
     for d in (tdir, cargo_home(settings)):
         d.mkdir(parents=True, exist_ok=True)
-    cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{TRIPLE}.{glibc}",
-           "--message-format=json-render-diagnostics", "--target-dir", str(tdir)]
-    cmd += ["--release"] if release else []
-    cmd += ["--features", features] if features else []
-    cmd += ["--workspace"] if info.workspace else []
-    cmd += list(extra_args)
+    cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{TRIPLE}.{glibc}", "--target-dir", str(tdir),
+           *cargo_flags(info, release=release, features=features, extra_args=extra_args)]
     log(f"Building {info.name} with zig for glibc {glibc} ({tools.versions})")
     status, stdout, stderr = _run(cmd, info.root, env, on_line)
     if status != 0:
@@ -128,18 +130,7 @@ def build_crate(
     fixups = tuple(fix_weak_needs(p) for p in libraries) if fix_weak else ()
     seconds = time.monotonic() - started
     label = f"zig ({tools.versions})"
-    record = {
-        "libraries": [str(p) for p in libraries],
-        "crate": str(info.root),
-        "name": info.name,
-        "image": label,
-        "backend": "zig",
-        "target": {"name": lock.target.name, "glibc": glibc},
-        "release": release,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(seconds, 1),
-    }
-    write_atomic(out_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
+    write_record(out_dir, libraries, info, lock, image=label, release=release, seconds=seconds, backend="zig")
     for p in libraries:
         log(f"Built {p}")
     return BuildResult(libraries, out_dir, label, info, seconds, fixups)
