@@ -62,11 +62,9 @@ def release(c: Context, crate: list[str] | None = None, dist: str = "dist") -> N
     out = Path(dist).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for path in crate or ["examples/hello"]:
-        built = build(c, crate=path)  # the libraries, copied to compatbuild.out and audited
-        libs = [str(p) for p in built.libraries]
-        reports = audit(c, path=libs)  # exits 10 if a library needs too new a glibc
-        smoke(c, lib=libs)  # exits 11 unless each one dlopen()s on the target's glibc
-        for lib, report in zip(built.libraries, reports, strict=True):
+        built = build(c, crate=path)  # the libraries, copied to compatbuild.out, and their audits
+        smoke(c, lib=[str(p) for p in built.libraries])  # exits 11 unless each dlopen()s on the target's glibc
+        for lib, report in zip(built.libraries, built.audits, strict=True):
             (out / lib.name).write_bytes(lib.read_bytes())
             (out / f"{lib.name}.audit.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"

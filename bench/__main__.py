@@ -37,11 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tasks import profile as tp  # noqa: E402
 from tasks.builder import stages  # noqa: E402
 from tasks.builder.docker_client import connect  # noqa: E402
 from tasks.inputs import lockfile  # noqa: E402
 from tasks.store import Store, sha256_file  # noqa: E402
-from tests import profile as tp  # noqa: E402
 
 Row = tuple[str, str, str, str]
 
@@ -270,7 +270,7 @@ def bench_linkers(work: Path) -> list[Row]:
     Non-destructive: make and rust get new bytes (re-gzipped), so every stage above rpms
     gets a new tag and builds cold with --no-cache; those images are removed afterwards.
     """
-    from tasks.crates.fixup import fix_weak_needs
+    from tasks.audit.fixup import fix_weak_needs
 
     crate = work / "plugin"
     shutil.copytree(ROOT / "bench" / "crates" / "plugin", crate, ignore=shutil.ignore_patterns("target"))
@@ -409,8 +409,8 @@ def bench_registry(work: Path) -> list[Row]:
     import docker.client
 
     from tasks.builder.docker_client import Docker
-    from tests.dockerd import running_dockerd
-    from tests.registryd import running_registry
+    from tasks.profile.dockerd import running_dockerd
+    from tasks.profile.registryd import running_registry
 
     dk = connect()
     cache = tp.default_cache_dir()

@@ -87,8 +87,17 @@ def read_stamp(folder: Path, name: str = STAMP) -> object | None:
 def lock_for(dest: Path) -> Iterator[None]:
     """The cross-process lock of one output: ``.<name>.lock`` beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(dest.with_name(f".{dest.name}.lock"))):
+    with file_lock(dest.with_name(f".{dest.name}.lock")):
         yield
+
+
+def file_lock(path: Path) -> filelock.BaseFileLock:
+    """The one lock primitive: a cross-process lock on the file ``path``, not yet held.
+
+    Every lock compatbuild takes (an output's, a store entry's, a stage's) is one of these;
+    ``with`` holds it, ``.acquire(timeout=...)`` waits a bounded time.
+    """
+    return filelock.FileLock(str(path))
 
 
 @contextmanager

@@ -9,11 +9,41 @@ itself; exit code 1 is left for disk errors the task layer reports, 130 for an i
 
 from __future__ import annotations
 
+import re
+
+# Credentials a message may carry, each replaced by ***: the one redaction every message,
+# error and log line of compatbuild passes through (CompatError applies it to itself).
+_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # user:password@ after a scheme; the password may hold a raw '@' (up to the last one)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@"), r"\1***@"),
+    # user:password@registry/repo, with no scheme (not name:tag@sha256:digest)
+    (re.compile(r"(?<![\w./:@-])[\w.%+-]+:[^\s/@]+@(?!sha256:)(?=[\w\[])"), "***@"),
+    # ?token=..., &password=... in a query
+    (re.compile(r"(?i)([?&](?:token|access_token|password|passwd|secret|key|sig|signature)=)[^&#\s'\"]+"),
+     r"\1***"),
+    (re.compile(r'("?(?:auth|password|identitytoken|registrytoken|token)"?\s*[:=]\s*)"?[^\s",}]+"?', re.I),
+     r"\1***"),
+    (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 ***"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a credential replaced by ``***``."""
+    for pattern, repl in _SECRETS:
+        text = pattern.sub(repl, text)
+    return text
+
 
 class CompatError(Exception):
-    """Base of every error compatbuild reports to a user; raise a subclass."""
+    """Base of every error compatbuild reports to a user; raise a subclass.
+
+    Its message is redacted (:func:`redact`) when it is made, so no exit shows a credential.
+    """
 
     exit_code = 1
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class LockfileError(CompatError):

@@ -19,21 +19,27 @@ the one explicit step that pins them.
 from __future__ import annotations
 
 import dataclasses
+import platform
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from tasks.builder import registry, rpms, stages
+from tasks.backends import docker as docker_backend
+from tasks.backends import zig as zig_backend
+from tasks.backends import zigtools
+from tasks.backends.outputs import BuildOptions, BuildResult, last_build
+from tasks.builder import docker_client, registry, stages, transport
 from tasks.builder.docker_client import Docker
-from tasks.crates import matrix, transport, zigbuild, zigtools
-from tasks.crates.audit import LibraryAudit, audit_paths
-from tasks.crates.build import BuildResult, build_crate
-from tasks.crates.fixup import FixupReport
-from tasks.crates.floors import resolve_floors
-from tasks.crates.smoke import SmokeResult, smoke_in_image
-from tasks.errors import DockerError, LockfileError
-from tasks.inputs import download, http, lockfile, rpmsig, verify
+from tasks.dlopen import matrix
+from tasks.dlopen.smoke import SmokeResult, check, smoke_in_image, smoke_native, smoke_sysroot
+from tasks.dlopen.sysroot import make_sysroot
+from tasks.elf.audit import LibraryAudit, audit_paths
+from tasks.elf.fixup import FixupReport, fix_weak_needs
+from tasks.elf.floors import resolve_floors
+from tasks.elf.report import raise_on_violation as raise_on_violation  # the tasks' verdict on an audit
+from tasks.errors import CompatError, DockerError, LockfileError, SmokeError
+from tasks.inputs import download, http, lockfile, pins, rpmpins, rpmsig, verify
 from tasks.inputs.lockfile import Key, Lockfile, Rpm
-from tasks.settings import Settings
+from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
 
 Log = Callable[[str], None]
@@ -140,10 +146,10 @@ def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = 
     """
     key = rpmsig.rpm_key(lock)
     base = stages.ensure_base(dk, lock, log)
-    installed = rpms.installed_in_base(dk, base)
-    packages = lock.target.packages or rpms.PACKAGES
-    repos = lock.target.repos or rpms.ARCHIVE_REPOS
-    rpms.refresh(lock.path, repos=repos, packages=tuple(packages) + rpms.SYSROOT_PACKAGES,
+    installed = rpmpins.installed_in_base(dk, base)
+    packages = lock.target.packages or rpmpins.PACKAGES
+    repos = lock.target.repos or rpmpins.ARCHIVE_REPOS
+    rpmpins.refresh(lock.path, repos=repos, packages=tuple(packages) + rpmpins.SYSROOT_PACKAGES,
                  installed=installed, fetch_bytes=lambda url: http.get_bytes(settings.mirror(url)),
                  log=log, target=lock.target.name,
                  check=lambda pins: check_new_pins(lock, key, settings, pins, log=log))
@@ -163,33 +169,35 @@ def check_new_pins(lock: Lockfile, key: Key, settings: Settings, pins: Sequence[
 def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
           features: str = "", extra_args: Sequence[str] = (), out: Path | None = None,
           fix_weak: bool = True, log: Log = print, on_line: Log = print) -> BuildResult:
-    """``crate``'s cdylibs built for the target into ``<out>/<target name>/``, by ``settings.backend``.
+    """``crate``'s cdylibs built for the target into ``<out>/<target name>/`` and audited.
 
-    docker (``dk`` required): the builder image, then cargo in it. zig (``dk`` unused): the
-    pinned cargo-zigbuild and zig wheels downloaded, verified and unpacked into the cache,
-    then the host's cargo with them (:mod:`tasks.crates.zigbuild`). ``out`` defaults to
-    ``settings.out``; cargo's output goes to ``on_line``, progress to ``log``; ``fix_weak``
-    runs the weak-version fix-up on each library (on by default). See
-    :func:`tasks.crates.build.build_crate` for what it raises.
+    By ``settings.backend``: docker (``dk`` required): the builder image, then cargo in it
+    (:mod:`tasks.backends.docker`). zig (``dk`` unused): the pinned cargo-zigbuild and zig
+    wheels downloaded, verified and unpacked into the cache, then the host's cargo with them
+    (:mod:`tasks.backends.zig`). ``out`` defaults to ``settings.out``; cargo's output goes to
+    ``on_line``, progress to ``log``; ``fix_weak`` runs the weak-version fix-up on each
+    library. The result carries each library's audit (:func:`audit`); nothing is raised for
+    a violation here, :func:`tasks.elf.report.raise_on_violation` does that.
     """
+    opts = BuildOptions(release=release, features=features, extra_args=tuple(extra_args), out=out,
+                        fix_weak=fix_weak)
     if settings.backend == "zig":
         inputs_ready(lock, settings, zigtools.ARTIFACTS, log)
         tools = zigtools.install(lock, Store(settings.cache), settings.cache, log=log)
-        return zigbuild.build_crate(lock, settings, crate, tools, release=release, features=features,
-                                    extra_args=extra_args, out=out, fix_weak=fix_weak, log=log,
-                                    on_line=on_line)
-    if dk is None:
-        raise DockerError("the docker backend needs the Docker daemon; `--backend zig` builds without it")
-    tag = image(dk, lock, settings, "builder", log=log, on_line=on_line)
-    return build_crate(dk, lock, settings, crate, image=tag, release=release, features=features,
-                       extra_args=extra_args, out=out, fix_weak=fix_weak, log=log, on_line=on_line)
+        result = zig_backend.build_crate(lock, settings, crate, opts, tools=tools, log=log, on_line=on_line)
+    else:
+        if dk is None:
+            raise DockerError("the docker backend needs the Docker daemon; `--backend zig` builds without it")
+        tag = image(dk, lock, settings, "builder", log=log, on_line=on_line)
+        result = docker_backend.build_crate(dk, lock, settings, crate, opts, image=tag, log=log, on_line=on_line)
+    return dataclasses.replace(result, audits=tuple(audit(result.libraries, lock, fixups=result.fixups)))
 
 
 def audit(libraries: Sequence[Path], lock: Lockfile, *,
           fixups: Sequence[FixupReport] = ()) -> list[LibraryAudit]:
     """Each library's ELF audited against the lockfile's target (no Docker).
 
-    The target's floors (:func:`tasks.crates.floors.resolve_floors`): its glibc, and for a
+    The target's floors (:func:`tasks.elf.floors.resolve_floors`): its glibc, and for a
     known target (fedora20, centos7, bullseye, bookworm) its libgcc_s, libstdc++ and libz
     versions. ``fixups`` (``BuildResult.fixups``) let the report say what the fix-up changed.
     """
@@ -215,12 +223,12 @@ def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Pa
 def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,
                  symbol: str | None = None, optional_symbol: str | None = "test",
                  log: Log = print) -> list[matrix.Cell]:
-    """Each library dlopen'ed on every glibc within reach: a :mod:`tasks.crates.matrix` table.
+    """Each library dlopen'ed on every glibc within reach: a :mod:`tasks.dlopen.matrix` table.
 
     Sysroots from the lockfile's pinned ``deb.<suite>.*`` packages and from each target's
     pinned glibc RPMs (a target without them: "not pinned"), the target's smoke image when
     ``dk`` is given ("no Docker" otherwise), and this machine. Never raises for a library
-    that does not load: :func:`tasks.crates.matrix.failed` tells.
+    that does not load: :func:`tasks.dlopen.matrix.failed` tells.
     """
     def in_image(libs: list[Path], dk: Docker) -> list[SmokeResult]:
         return smoke(dk, lock, settings, libs, log=log, on_line=None, strict=False, symbol=symbol,
@@ -232,3 +240,203 @@ def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, librarie
         in_image=(lambda libs: in_image(libs, dk)) if dk is not None else None,
     )
     return matrix.run(libraries, places)
+
+
+# ----------------------------------------------------------------------------- the tasks' runs
+# What each invoke task runs: settings in, a result out. The tasks (tasks/cli) only read
+# flags, call one of these, print and map errors to exit codes; every decision is here.
+
+EXAMPLE_CRATE = PROJECT_ROOT / "examples" / "hello"
+
+
+def load_lock(settings: Settings) -> Lockfile:
+    """The lockfile these settings name: its selected target, and the linker override."""
+    return lockfile.load(settings.lock, target=settings.target or None, linker=settings.linker or None)
+
+
+def connect(settings: Settings) -> Docker:
+    """The Docker daemon (``DOCKER_HOST`` or the local socket); DockerError when unreachable."""
+    return docker_client.connect()
+
+
+def build_run(settings: Settings, crate: Path | None, *, release: bool = True, features: str = "",
+              extra_args: Sequence[str] = (), fix_weak: bool = True, log: Log = print,
+              on_line: Log = print) -> BuildResult:
+    """`invoke build`: the crate (default: the bundled example) built by the settings' backend and audited."""
+    lock = load_lock(settings)
+    dk = connect(settings) if settings.backend == "docker" else None
+    return build(dk, lock, settings, Path(crate or EXAMPLE_CRATE), release=release, features=features,
+                 extra_args=extra_args, fix_weak=fix_weak, log=log, on_line=on_line)
+
+
+def audit_run(settings: Settings, paths: Sequence[Path], *, glibc: str = "", fix: bool = False) -> list[LibraryAudit]:
+    """`invoke audit`: the named libraries (default: the last build's), fixed up first when ``fix``.
+
+    Against the target's floors, or only a glibc version when ``glibc`` is given.
+    """
+    lock = load_lock(settings)
+    libs = list(paths) or list(last_build(settings.out, lock.target.name).libraries)
+    fixups = [fix_weak_needs(p) for p in libs] if fix else []
+    if glibc:
+        return audit_paths(libs, target_glibc=glibc, fixups=fixups)
+    return audit(libs, lock, fixups=fixups)
+
+
+def smoke_libraries(settings: Settings, paths: Sequence[Path], *, log: Log = print) -> list[Path]:
+    """What `invoke smoke` loads: the named libraries, else the last build's, else the example built now.
+
+    Building the example is a full `invoke build`: it is audited, and a violation stops here.
+    """
+    if paths:
+        return [Path(p).resolve() for p in paths]
+    lock = load_lock(settings)
+    try:
+        return list(last_build(settings.out, lock.target.name).libraries)
+    except CompatError:
+        pass
+    log(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
+    result = build_run(settings, EXAMPLE_CRATE, log=log, on_line=log)
+    from tasks.elf.report import format_report  # presentation, only on this path
+
+    log(format_report(result.audits))
+    raise_on_violation(result.audits)
+    return list(result.libraries)
+
+
+def smoke_run(settings: Settings, libraries: Sequence[Path], *, symbol: str | None = None,
+              sysroot: Path | None = None, current: bool = True, log: Log = print,
+              on_line: Log = print, strict: bool = True) -> list[SmokeResult]:
+    """`invoke smoke`: each library loaded under ``sysroot``'s glibc, else in the target's smoke image;
+    then, when ``current``, on this machine's glibc too. SmokeError (unless not ``strict``) on a failure.
+    """
+    lock = load_lock(settings)
+    n = len(libraries)
+    if sysroot is not None:
+        log(f"Smoke-testing {n} librar{'y' if n == 1 else 'ies'} under the glibc of {sysroot}")
+        results = smoke_sysroot(libraries, sysroot, symbol=symbol, cache=settings.cache, on_line=on_line,
+                                strict=strict)
+    else:
+        results = smoke(connect(settings), lock, settings, libraries, symbol=symbol, log=log, on_line=on_line,
+                        strict=strict)
+    if current:
+        log(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
+        results += smoke_native(libraries, symbol=symbol, cache=settings.cache, on_line=on_line, strict=strict)
+    return results
+
+
+def smoke_failure(results: Sequence[SmokeResult]) -> SmokeError | None:
+    """The one error naming each library that failed and where, or None when all loaded."""
+    try:
+        check(results)
+    except SmokeError as exc:
+        return exc
+    return None
+
+
+def matrix_run(settings: Settings, libraries: Sequence[Path], *, symbol: str | None = None,
+               log: Log = print) -> list[matrix.Cell]:
+    """`invoke smoke --matrix`: every place within reach; without Docker, the image's row says so.
+
+    Raises SmokeError naming each library and place that failed, after the table is made
+    (:func:`matrix_failures` gives the text without raising).
+    """
+    try:
+        dk: Docker | None = connect(settings)
+    except DockerError:
+        dk = None
+    return smoke_matrix(dk, load_lock(settings), settings, libraries, symbol=symbol, log=log)
+
+
+def matrix_failures(cells: Sequence[matrix.Cell]) -> SmokeError | None:
+    """The one error for the matrix's failed cells, or None when every reachable place loaded."""
+    bad = matrix.failed(cells)
+    if not bad:
+        return None
+    return SmokeError("; ".join(f"{b.library.name} failed on {b.place.name} (glibc {b.place.glibc}): {b.text}"
+                                for b in bad))
+
+
+def sysroot_run(settings: Settings, dest: Path | None = None) -> Path:
+    """`invoke sysroot`: the target's pinned glibc RPMs unpacked (default: <cache>/sysroot-<target>)."""
+    lock = load_lock(settings)
+    where = dest or settings.cache / f"sysroot-{lock.target.name}"
+    return make_sysroot(lock, Store(settings.cache), where)
+
+
+def image_run(settings: Settings, upto: str, *, nocache: bool = False, push: str = "", log: Log = print,
+              on_line: Log = print) -> str:
+    """`invoke image` / `llvm` / `rust`: the stages up to ``upto``; its tag.
+
+    For the builder the smoke stage is made too (one call readies both `build` and `smoke`).
+    """
+    dk, lock = connect(settings), load_lock(settings)
+    tag = image(dk, lock, settings, upto, nocache=nocache, push=push, log=log, on_line=on_line)
+    if upto == "builder":
+        image(dk, lock, settings, "smoke", nocache=nocache, push=push, log=log, on_line=on_line)
+    return tag
+
+
+def rpms_run(settings: Settings, *, refresh: bool = False, log: Log = print) -> Lockfile:
+    """`invoke rpms`: the target's pinned RPMs fetched and their signatures checked; ``refresh`` re-pins first."""
+    lock = load_lock(settings)
+    if refresh:
+        lock = refresh_rpm_pins(connect(settings), lock, settings, log=log)
+    if lock.rpms:
+        inputs_ready(lock, settings, ["rpms"], log)
+    return lock
+
+
+def prune_images(settings: Settings, *, log: Log = print) -> list[str]:
+    """`invoke images --prune`: remove the project's image tags no target × linker × stage of the lockfile names."""
+    store = Store(settings.cache)
+    keep: set[str] = set()
+    for name in lockfile.load(settings.lock).targets:
+        for linker in lockfile.LINKERS:
+            lf = lockfile.load(settings.lock, name, linker=linker)
+            keep |= {p.tag for up in ("builder", "smoke", "llvm") for p in stages.plan(lf, store, up)}
+            keep.add(stages.base_tag(lf))
+    return stages.prune(connect(settings), keep, log=log)
+
+
+def project_images(settings: Settings) -> list[tuple[str, str, str]]:
+    """`invoke images`: (stage, tag, id) of every compatbuild image on the daemon."""
+    return stages.project_images(connect(settings))
+
+
+def fetch_run(settings: Settings, *, only: str | None = None) -> list[download.Fetched]:
+    """`invoke download`: every input of the lockfile (or ``only`` one) into the store."""
+    return download.fetch_all(load_lock(settings), settings, only=only)
+
+
+def verify_run(settings: Settings, *, only: str | None = None) -> list[verify.Verified]:
+    """`invoke verify`: hashes, signatures and signed checksum lists of the inputs."""
+    return verify.verify_all(load_lock(settings), Store(settings.cache), only=only)
+
+
+def lock_run(settings: Settings, *, rust: str = "", log: Log = print) -> None:
+    """`invoke lock`: re-pin Rust to ``rust`` (when given) from its signed channel manifest, then fetch and
+    verify every input, record unknown key hashes on first verified fetch, and record sizes."""
+    store = Store(settings.cache)
+    if rust:
+
+        def fetch_url(url: str) -> Path:
+            name = lockfile.url_basename(url)
+            res = lockfile.Resource(f"channel file {name}", url, name, None, cap=lockfile.KEY_MAX)
+            store.forget_url(url)  # a channel manifest changes: always fetch the current one
+            return download.fetch(res, store, mirror=settings.mirror).path
+
+        pins.refresh_rust(settings.lock, store, version=rust, fetch=fetch_url)
+    lf = lockfile.load(settings.lock)
+    log(download.summary(download.fetch_all(lf, settings)))
+    log(verify.summary(verify.verify_all(lf, store)))
+    if not pins.record_unpinned(settings.lock, store, log):
+        log(f"{settings.lock.name}: no unpinned key hashes to record")
+    pins.record_sizes(settings.lock, store, log)
+
+
+def test_profile_run(settings: Settings, root: Path | None = None) -> Path:
+    """`invoke test-profile`: the offline profile (:mod:`tasks.profile`) prepared; its lockfile."""
+    from tasks import profile  # debootstrap, packing a toolchain: imported only when this runs
+
+    where = root or settings.cache / "test-profile"
+    return profile.prepare_profile(where, cache=settings.cache / "testprofile", store=Store(settings.cache))

@@ -27,7 +27,7 @@ from typing import Any
 
 import filelock
 
-from tasks.atomic import write_atomic
+from tasks.atomic import file_lock, write_atomic
 from tasks.errors import OutputError
 
 CHUNK = 1 << 20
@@ -51,6 +51,15 @@ def sha256_file(path: Path) -> str:
 def key_of(text: str) -> str:
     """A stable file-name-safe key for a URL or any string."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def digest_of(material: Any) -> str:
+    """The cache key of a JSON-able value: sha256 of its canonical JSON (keys sorted).
+
+    Every cache key made of several inputs (stage tags, verify stamps, fetch stamps, smoke
+    verdicts) is this one function of a dict or list of them.
+    """
+    return key_of(json.dumps(material, sort_keys=True))
 
 
 class Store:
@@ -79,8 +88,8 @@ class Store:
         return self.root / "partial" / f"{key_of(url)}.part"
 
     def file_lock(self, name: str) -> filelock.BaseFileLock:
-        """The cross-process lock ``locks/<key>.lock`` of ``name``, not yet held."""
-        return filelock.FileLock(str(self.root / "locks" / f"{key_of(name)[:32]}.lock"))
+        """The cross-process lock ``locks/<key>.lock`` of ``name``, not yet held (:func:`tasks.atomic.file_lock`)."""
+        return file_lock(self.root / "locks" / f"{key_of(name)[:32]}.lock")
 
     @contextmanager
     def lock(self, name: str, timeout: float = -1) -> Iterator[None]:
@@ -137,5 +146,5 @@ class Store:
         return dest
 
     def stamp(self, material: dict[str, Any]) -> Path:
-        return self.root / "verified" / f"{key_of(json.dumps(material, sort_keys=True))}.json"
+        return self.root / "verified" / f"{digest_of(material)}.json"
 

@@ -1,10 +1,10 @@
 """Shared session fixtures: the Docker daemon, the bullseye test profile, bullseye's glibc.
 
-The test profile (``tests.profile``) is a local, offline stand-in for the upstream
+The test profile (``tasks.profile``) is a local, offline stand-in for the upstream
 inputs: a Debian bullseye (glibc 2.31) base image made with debootstrap + docker import,
 and inputs of the same form as upstream's. The same stage Dockerfiles run on it for real.
 Its slow parts (debootstrap, packing the Rust toolchain, the image stages) are cached
-under ``tests.profile.default_cache_dir()`` (``COMPATBUILD_TESTPROFILE_CACHE``, else
+under ``tasks.profile.default_cache_dir()`` (``COMPATBUILD_TESTPROFILE_CACHE``, else
 ``$COMPATBUILD_CACHE/testprofile``, else ``~/.cache/compatbuild/testprofile``), whose
 ``store/`` holds the profile's downloads and the pipeline's inputs alike, so they are paid
 once per machine; CI pays them once per run.
@@ -12,7 +12,7 @@ once per machine; CI pays them once per run.
 Tests that need Docker never skip: without a daemon they fail, saying why.
 
 ``bullseye`` is Debian bullseye's glibc 2.31 unpacked into a sysroot (no Docker): its own
-loader runs a program under that old glibc (``tasks.crates.smoke.smoke_sysroot``).
+loader runs a program under that old glibc (``tasks.dlopen.smoke.smoke_sysroot``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
+from tasks import profile as tp
 from tasks.builder.docker_client import Docker, connect
-from tasks.crates.sysroot import make_sysroot_from_debs
+from tasks.dlopen.sysroot import make_sysroot_from_debs
 from tasks.errors import DockerError
 from tasks.settings import Settings
 from tasks.store import Store
-from tests import profile as tp
-from tests.debpool import fetch_debs
-from tests.gpgkeys import Keys, session_keys
+from tests.support.debpool import fetch_debs
+from tests.support.gpgkeys import Keys, session_keys
 
 BULLSEYE_DEBS = ["libc6", "libc6-dev", "linux-libc-dev", "libgcc-s1"]
 
@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def keys() -> Iterator[Keys]:
-    """Real ed25519 GPG keys made for this session (tests/gpgkeys.py)."""
+    """Real ed25519 GPG keys made for this session (tests/support/gpgkeys.py)."""
     with session_keys() as k:
         yield k
 

@@ -128,7 +128,7 @@ def test_the_centos7_target_pulls_centos_7_by_digest_and_gets_its_own_tags(tmp_p
 def test_the_centos7_pins_come_from_the_vault_by_the_same_refresh(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tasks.builder import rpms
+    from tasks.inputs import rpmpins as rpms
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(stages, "ensure_base", lambda *a, **k: "compatbuild/base:c7")

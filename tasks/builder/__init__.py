@@ -1,5 +1,5 @@
-"""The builder image: the Docker client, cached stages, and the target's pinned packages.
+"""The builder image: the Docker client, cached stages, the registry, and the file transport.
 
     base ─► rpms ─► make ─► cmake ─► llvm ─► rust ─► builder   (stages, docker_client)
-    Fedora repodata ─► rpms (resolution, rpmver) ─► [[rpm]] pins
+    stages ◄─► a registry (registry); files in and out of containers (transport)
 """

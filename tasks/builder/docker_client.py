@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.images import Image
 
-from tasks.errors import DockerError, RegistryError, StageBuildError
+from tasks.errors import DockerError, RegistryError, StageBuildError, redact
 
 LABEL_PREFIX = "org.compatbuild"
 _HOST = os.uname().nodename
@@ -50,22 +49,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
 LOCAL_SCHEMES = ("http+docker://localhost", "http+docker://localunixsocket", "http+docker://localnpipe")
-_SECRETS = (
-    (re.compile(r"(//)[^/@\s:]+:[^/@\s]+@"), r"\1***@"),  # user:password@ in a URL
-    (re.compile(r'("?(?:auth|password|identitytoken|registrytoken|token)"?\s*[:=]\s*)"?[^\s",}]+"?', re.I),
-     r"\1***"),
-    (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 ***"),
-)
 Archive = tuple[str, bytes]  # (folder inside the container, a tar of what goes there)
 Collect = Callable[[Container], None]
-
-
-def redact(text: str) -> str:
-    """``text`` with anything that looks like a credential replaced by ``***``."""
-    for pattern, repl in _SECRETS:
-        text = pattern.sub(repl, text)
-    return text
 
 
 class Docker:

@@ -27,7 +27,7 @@ from tasks.builder.docker_client import LABEL_PREFIX, Docker
 from tasks.errors import DockerError, LockfileError
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import PROJECT_ROOT
-from tasks.store import Store
+from tasks.store import Store, digest_of
 
 DOCKER_DIR = PROJECT_ROOT / "docker"
 REPO = "compatbuild"
@@ -93,7 +93,7 @@ class Plan:
         }
         if self.stage.folder:
             material["folder"] = self.stage.folder
-        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+        return digest_of(material)
 
     @property
     def tag(self) -> str:

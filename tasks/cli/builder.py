@@ -11,11 +11,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import Task, task
 
-from tasks import pipeline
-from tasks.builder import docker_client, stages
-from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, lock_of, reports_errors, settings
-from tasks.inputs import lockfile
-from tasks.store import Store
+from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, reports_errors, settings
 
 
 @task(
@@ -31,26 +27,22 @@ from tasks.store import Store
 @reports_errors
 def rpms_(c: Context, lock: str = "", refresh: bool = False, target: str = "") -> None:
     """Fetch and verify the target's pinned RPMs; --refresh re-pins them from its repositories."""
+    from tasks import pipeline
+
     s = settings(c, lock, target=target)
-    lf = lock_of(s)
-    if refresh:
-        lf = pipeline.refresh_rpm_pins(docker_client.connect(), lf, s)
-    if not lf.rpms:
+    if not pipeline.rpms_run(s, refresh=refresh).rpms:
         print(f"{s.lock.name}: no [[rpm]] pins; run `invoke rpms --refresh` where the archive is reachable")
-        return
-    pipeline.inputs_ready(lf, s, ["rpms"])
 
 
 def _image_task(upto: str, doc: str) -> Task[Any]:
     def body(c: Context, lock: str = "", no_cache: bool = False, target: str = "", linker: str = "",
              pull: str = "", push: str = "") -> str:
+        from tasks import pipeline
+
         s = settings(c, lock, target=target, linker=linker)
         if pull:
             s = dataclasses.replace(s, registry=pull)
-        dk, lf = docker_client.connect(), lock_of(s)
-        tag = pipeline.image(dk, lf, s, upto, nocache=no_cache, push=push)
-        if upto == "builder":  # `invoke smoke` needs the smoke stage too: one image call makes both
-            pipeline.image(dk, lf, s, "smoke", nocache=no_cache, push=push)
+        tag = pipeline.image_run(s, upto, nocache=no_cache, push=push)
         print(tag)
         return tag
 
@@ -84,23 +76,17 @@ rust_ = _image_task("rust", "Build the image stages up to the pinned Rust toolch
 @reports_errors
 def images_(c: Context, lock: str = "", prune: bool = False, json: bool = False) -> None:
     """List this project's images (stage, tag, id); --prune removes stale ones."""
+    from tasks import pipeline
+
     s = settings(c, lock)
-    dk = docker_client.connect()
     if prune:
-        store = Store(s.cache)
-        keep: set[str] = set()
-        for name in lockfile.load(s.lock).targets:  # every target, under either linker strategy
-            for linker in lockfile.LINKERS:
-                lf = lockfile.load(s.lock, name, linker=linker)
-                keep |= {p.tag for up in ("builder", "smoke", "llvm") for p in stages.plan(lf, store, up)}
-                keep.add(stages.base_tag(lf))
-        removed = stages.prune(dk, keep, log=_stderr if json else print)
+        removed = pipeline.prune_images(s, log=_stderr if json else print)
         if json:
             print(jsonlib.dumps({"removed": removed}, indent=2))
         else:
             print(f"Removed {len(removed)} image tag(s)")
         return
-    rows = stages.project_images(dk)
+    rows = pipeline.project_images(s)
     if json:
         print(jsonlib.dumps({"images": [{"stage": st, "tag": t, "id": i} for st, t, i in rows]}, indent=2))
         return
@@ -116,12 +102,9 @@ def images_(c: Context, lock: str = "", prune: bool = False, json: bool = False)
 @reports_errors
 def test_profile_(c: Context, root: str = "") -> None:
     """Prepare the offline test profile: a local bullseye base image and stand-in inputs."""
-    from tests import profile  # test support, imported only when this task runs
+    from tasks import pipeline
 
-    s = settings(c)
-    where = Path(root).resolve() if root else s.cache / "test-profile"
-    # Downloads go to the pipeline's own store; the debootstrap tarball and Rust packs beside it.
-    lock_path = profile.prepare_profile(where, cache=s.cache / "testprofile", store=Store(s.cache))
+    lock_path = pipeline.test_profile_run(settings(c), Path(root).resolve() if root else None)
     print(f"Test profile ready: use --lock {lock_path}")
 
 

@@ -9,14 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import docker.errors
-import requests
-import urllib3.exceptions
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from tasks.errors import CompatError, DockerError
-from tasks.inputs import lockfile
+from tasks.errors import CompatError, DockerError, redact
 from tasks.settings import Settings, env_overrides
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,11 +38,6 @@ def settings(c: Context, lock: str = "", *, target: str = "", linker: str = "") 
     s = Settings.from_mapping(cfg, lock=lock, target=target, linker=linker)
     _warn_if_flags_went_elsewhere(s, given={"--lock": lock, "--target": target, "--linker": linker})
     return s
-
-
-def lock_of(s: Settings) -> lockfile.Lockfile:
-    """The lockfile for these settings: its selected target, and the linker override."""
-    return lockfile.load(s.lock, target=s.target or None, linker=s.linker or None)
 
 
 def _under_invoke() -> bool:
@@ -80,17 +71,31 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except CompatError as exc:
             raise Exit(f"compatbuild: {exc}", code=exc.exit_code) from None
-        except (docker.errors.DockerException, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            # docker-py talks HTTP to the daemon: a daemon that dies mid-build lands here.
-            raise Exit(f"compatbuild: lost the Docker daemon: {_first_line(exc)}", code=DockerError.exit_code) from None
         except OSError as exc:  # a disk error in the cache or the output folder
             where = f"{exc.filename}: " if exc.filename else ""
-            raise Exit(f"compatbuild: {where}{exc.strerror or _first_line(exc)}", code=1) from None
+            raise Exit(redact(f"compatbuild: {where}{exc.strerror or _first_line(exc)}"), code=1) from None
         except KeyboardInterrupt:
             raise Exit("compatbuild: interrupted", code=130) from None
+        except Exception as exc:
+            if _lost_daemon(exc):  # docker-py talks HTTP to the daemon: one that dies mid-build lands here
+                raise Exit(f"compatbuild: lost the Docker daemon: {_first_line(exc)}",
+                           code=DockerError.exit_code) from None
+            raise
 
     return wrapper  # type: ignore[return-value]
 
 
+def _lost_daemon(exc: Exception) -> bool:
+    """True for docker-py's, requests' and urllib3's errors, without importing them to ask.
+
+    A task that never talked to the daemon never loaded those modules, and cannot have
+    raised their errors: only what ``sys.modules`` already holds is checked.
+    """
+    kinds = [getattr(sys.modules.get(mod), name, None) for mod, name in
+             (("docker.errors", "DockerException"), ("requests", "RequestException"),
+              ("urllib3.exceptions", "HTTPError"))]
+    return any(isinstance(exc, k) for k in kinds if isinstance(k, type))
+
+
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])

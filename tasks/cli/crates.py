@@ -1,34 +1,26 @@
-"""Tasks for crates: build, audit, smoke, sysroot."""
+"""Tasks for crates: build, audit, smoke, sysroot.
+
+Each reads its flags into Settings, calls one :mod:`tasks.pipeline` run, and prints what
+:mod:`tasks.present` words; the pipeline and its libraries are imported when a task runs,
+so `invoke --list` costs what invoke costs.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json as jsonlib  # `json` is also build's and audit's flag
-import platform
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks import pipeline
-from tasks.builder import docker_client
-from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, lock_of, reports_errors, settings
-from tasks.crates import audit as audit_lib
-from tasks.crates import build as build_lib
-from tasks.crates import fixup as fixup_lib
-from tasks.crates import matrix as matrix_lib
-from tasks.crates import smoke as smoke_lib
-from tasks.crates import sysroot as sysroot_lib
-from tasks.errors import CompatError, ConfigError, DockerError, SmokeError
-from tasks.inputs import lockfile
-from tasks.settings import PROJECT_ROOT, Settings
-from tasks.store import Store
+from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, reports_errors, settings
+from tasks.errors import ConfigError
 
-EXAMPLE_CRATE = PROJECT_ROOT / "examples" / "hello"
+if TYPE_CHECKING:
+    from tasks.present import BuildResult, Cell, LibraryAudit, SmokeResult
 
 
 @task(
@@ -64,26 +56,23 @@ def build_(
     target: str = "",
     linker: str = "",
     backend: str = "",
-) -> build_lib.BuildResult:
+) -> BuildResult:
     """Build a crate's cdylibs for the target's glibc (2.18 by default) in its builder image or with zig; audit them."""
+    from tasks import pipeline, present
+
     s = settings(c, lock, target=target, linker=linker).with_backend(backend)
     if out:
         s = dataclasses.replace(s, out=Path(out).resolve())
-    lf = lock_of(s)
-    result, audits = _build_and_audit(
-        s, lf, Path(crate or EXAMPLE_CRATE), log=_stderr if json else print,
-        release=not debug, features=features, extra_args=_split(cargo_args), fix_weak=fix_weak,
-    )
+    say = _stderr if json else print
+    result = pipeline.build_run(s, Path(crate) if crate else None, log=say, on_line=say, release=not debug,
+                                features=features, extra_args=_split(cargo_args), fix_weak=fix_weak)
     if json:
-        print(jsonlib.dumps({"libraries": [str(p) for p in result.libraries], "image": result.image_tag,
-                             "target": {"name": lf.target.name, "glibc": lf.target.glibc},
-                             "linker": lf.linker, "backend": s.backend,
-                             "audit": [a.to_dict() for a in audits]}, indent=2))
+        print(present.build_json(result, pipeline.load_lock(s), s.backend))
     else:
-        print(audit_lib.format_report(audits))
+        print(present.audit_text(result.audits))
         for p in result.libraries:
             print(p)
-    audit_lib.raise_on_violation(audits)
+    pipeline.raise_on_violation(result.audits)
     return result
 
 
@@ -102,18 +91,14 @@ def build_(
 )
 @reports_errors
 def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: bool = False,
-           fix: bool = False, lock: str = "", target: str = "") -> list[audit_lib.LibraryAudit]:
+           fix: bool = False, lock: str = "", target: str = "") -> list[LibraryAudit]:
     """Read each library's ELF: versions needed (glibc, GCC, GLIBCXX, CXXABI) vs the target, DT_NEEDED."""
+    from tasks import pipeline, present
+
     s = settings(c, lock, target=target)
-    lf = lock_of(s)
-    paths = [Path(p) for p in path] if path else build_lib.last_build(s.out, lf.target.name).libraries
-    fixups = [fixup_lib.fix_weak_needs(p) for p in paths] if fix else []
-    if glibc:
-        audits = audit_lib.audit_paths(paths, target_glibc=glibc, fixups=fixups)
-    else:
-        audits = pipeline.audit(paths, lf, fixups=fixups)
-    print(audit_lib.report_json(audits) if json else audit_lib.format_report(audits))
-    audit_lib.raise_on_violation(audits)
+    audits = pipeline.audit_run(s, [Path(p) for p in path or []], glibc=glibc, fix=fix)
+    print(present.audit_json(audits) if json else present.audit_text(audits))
+    pipeline.raise_on_violation(audits)
     return audits
 
 
@@ -136,81 +121,29 @@ def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: boo
 @reports_errors
 def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: str = "",
            current: bool = True, matrix: bool = False, json: bool = False, lock: str = "",
-           target: str = "") -> list[smoke_lib.SmokeResult] | list[matrix_lib.Cell]:
+           target: str = "") -> list[SmokeResult] | list[Cell]:
     """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one); --matrix: on every glibc."""
+    from tasks import pipeline, present
+
     s = settings(c, lock, target=target)
-    lf = lock_of(s)
     say = _stderr if json else print
-    if lib:
-        libs = [Path(p).resolve() for p in lib]
-    else:
-        libs = _last_or_example(s, lf, log=say)
-    sym = symbol or None
+    libs = pipeline.smoke_libraries(s, [Path(p) for p in lib or []], log=say)
+    lf = pipeline.load_lock(s)
     if matrix:
-        return _matrix(s, lf, libs, sym, as_json=json)
-    results: list[smoke_lib.SmokeResult] = []
-    head = {"target": {"name": lf.target.name, "glibc": lf.target.glibc}}
-    try:
-        if sysroot:
-            say(f"Smoke-testing {len(libs)} librar{'y' if len(libs) == 1 else 'ies'} under the glibc of {sysroot}")
-            results = smoke_lib.smoke_sysroot(libs, Path(sysroot), symbol=sym, cache=s.cache, on_line=say)
-        else:
-            results = pipeline.smoke(docker_client.connect(), lf, s, libs, symbol=sym, log=say, on_line=say)
-        if current:
-            say(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
-            results += smoke_lib.smoke_native(libs, symbol=sym, cache=s.cache, on_line=say)
-    except SmokeError as exc:  # the one-line error and exit 11 follow; CI still gets its JSON
-        if json:
-            print(jsonlib.dumps({**head, "ok": False, "error": str(exc), "results": _results(results)}, indent=2))
-        raise
-    if json:
-        print(jsonlib.dumps({**head, "ok": True, "error": None, "results": _results(results)}, indent=2))
+        cells = pipeline.matrix_run(s, libs, symbol=symbol or None, log=say)
+        print(present.matrix_json(lf, cells) if json else present.matrix_text(cells))
+        failure = pipeline.matrix_failures(cells)
+        if failure:
+            raise failure
+        return cells
+    results = pipeline.smoke_run(s, libs, symbol=symbol or None, sysroot=Path(sysroot) if sysroot else None,
+                                 current=current, log=say, on_line=say, strict=False)
+    failure = pipeline.smoke_failure(results)
+    if json:  # CI gets its JSON before the one-line error and exit 11
+        print(present.smoke_json(lf, results, str(failure) if failure else None))
+    if failure:
+        raise failure
     return results
-
-
-def _results(results: list[smoke_lib.SmokeResult]) -> list[dict[str, object]]:
-    return [{"library": str(r.library), "where": r.where, "ok": r.ok, "status": r.status, "error": r.error}
-            for r in results]
-
-
-def _matrix(s: Settings, lf: lockfile.Lockfile, libs: list[Path], symbol: str | None, *,
-            as_json: bool) -> list[matrix_lib.Cell]:
-    try:
-        dk: docker_client.Docker | None = docker_client.connect()
-    except DockerError:
-        dk = None
-    cells = pipeline.smoke_matrix(dk, lf, s, libs, symbol=symbol, log=_stderr if as_json else print)
-    if as_json:
-        print(jsonlib.dumps({"target": {"name": lf.target.name, "glibc": lf.target.glibc},
-                             "cells": [cell.to_dict() for cell in cells]}, indent=2))
-    else:
-        print(matrix_lib.table(cells))
-    bad = matrix_lib.failed(cells)
-    if bad:
-        raise SmokeError("; ".join(f"{b.library.name} failed on {b.place.name} (glibc {b.place.glibc}): {b.text}"
-                                   for b in bad))
-    return cells
-
-
-def _last_or_example(s: Settings, lf: lockfile.Lockfile, *, log: Callable[[str], None] = print) -> list[Path]:
-    try:
-        return list(build_lib.last_build(s.out, lf.target.name).libraries)
-    except CompatError:
-        pass
-    log(f"Nothing built yet: building the bundled example {EXAMPLE_CRATE}")
-    result, audits = _build_and_audit(s, lf, EXAMPLE_CRATE, log=log)
-    log(audit_lib.format_report(audits))
-    audit_lib.raise_on_violation(audits)
-    return list(result.libraries)
-
-
-def _build_and_audit(
-    s: Settings, lf: lockfile.Lockfile, crate: Path, *, log: Callable[[str], None] = print, **cargo: Any
-) -> tuple[build_lib.BuildResult, list[audit_lib.LibraryAudit]]:
-    """Build ``crate`` in the builder image and audit what it produced against the target."""
-    dk = docker_client.connect() if s.backend == "docker" else None
-    result = pipeline.build(dk, lf, s, crate, log=log, on_line=log, **cargo)
-    return result, pipeline.audit(result.libraries, lf, fixups=result.fixups)
 
 
 @task(
@@ -222,17 +155,16 @@ def _build_and_audit(
 @reports_errors
 def sysroot_(c: Context, dest: str = "", lock: str = "", target: str = "") -> Path:
     """Unpack the pinned glibc RPMs into a sysroot, for `invoke smoke --sysroot` without Docker."""
-    s = settings(c, lock, target=target)
-    lf = lock_of(s)
-    where = Path(dest).resolve() if dest else s.cache / f"sysroot-{lf.target.name}"
-    made = sysroot_lib.make_sysroot(lf, Store(s.cache), where)
+    from tasks import pipeline
+
+    made = pipeline.sysroot_run(settings(c, lock, target=target), Path(dest).resolve() if dest else None)
     print(made)
     return made
 
 
-def _split(args: str) -> list[str]:
+def _split(args: str) -> tuple[str, ...]:
     try:
-        return shlex.split(args)
+        return tuple(shlex.split(args))
     except ValueError as exc:
         raise ConfigError(f"--cargo-args {args!r}: {exc}") from None
 

@@ -1,7 +1,7 @@
 """The one HTTP client: (connect, read) timeouts, exponential backoff, Range, raw bytes.
 
 Both the input downloads (:mod:`tasks.inputs.download`, streaming into the store) and the
-RPM repository metadata (:mod:`tasks.builder.rpms`, read into memory) go through here:
+RPM repository metadata (:mod:`tasks.inputs.rpmpins`, read into memory) go through here:
 
 - :func:`open_from` sends one GET, asking for ``Range: bytes=N-`` when N bytes are held
   already, and sorts the answer: a body to read (:class:`Body`), "you hold it all" (None),

@@ -1,22 +1,18 @@
 """URL checks shared by the lockfile, the HTTP client and every message: hosts, credentials.
 
-A URL may carry ``user:password@``; :func:`redact` replaces that part with ``***`` in any
-text (a URL, an error message, a log line), so no message or log line compatbuild prints
-shows a credential. :func:`problem` is the lockfile's rule for a URL it will fetch.
+A URL may carry ``user:password@``; :func:`tasks.errors.redact` (re-exported here)
+replaces that part with ``***`` in any text (a URL, an error message, a log line), so no
+message or log line compatbuild prints shows a credential. :func:`problem` is the lockfile's
+rule for a URL it will fetch.
 """
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlparse
 
+from tasks.errors import redact as redact  # the one redaction, for callers of this module
+
 SCHEMES = ("http", "https", "file")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the ``user:pass@`` of every URL in it replaced by ``***@``."""
-    return _USERINFO.sub(r"\1***@", text)
 
 
 def problem(url: str) -> str | None:

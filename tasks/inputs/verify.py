@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import gnupg
 from tasks.atomic import write_atomic
 from tasks.errors import CompatError, HashMismatch, NotDownloaded, OutputError, SignatureError, ToolError
 from tasks.inputs.lockfile import Artifact, Key, Lockfile, url_basename
+from tasks.proc import run as proc_run
 from tasks.store import Store, sha256_file
 
 STAMP_VERSION = 2  # 2: a file is keyed on its ctime too (an edit with the mtime put back)
@@ -98,10 +98,9 @@ def check_signature(signature: Path, data: Path, key_files: Sequence[Path],
         result = gpg.verify_file(str(signature), str(data))
         expiries = _expiries(gpg.list_keys())
     finally:
-        try:
-            subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"],  # noqa: S603, S607
-                           check=False, capture_output=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
+        try:  # each gpg home starts an agent: stop it (best effort)
+            proc_run(["gpgconf", "--homedir", home, "--kill", "all"], what="stopping gpg-agent", timeout=30)
+        except ToolError:
             pass
         shutil.rmtree(home, ignore_errors=True)
     return _judge(_parse_status(result.stderr or ""), fingerprints, expiries, what, keys_label)

@@ -1,0 +1,116 @@
+"""Whether a build would change nothing: the inputs of the build container, stamped.
+
+The build container sees only its image, its command and its mounts, so those are its
+inputs: the image tag (a digest of the toolchain's inputs), the cargo command, and every
+file under the mounted source folders (the workspace and the path packages outside it),
+listed by path and the sha256 of its bytes. The registry in the cargo home is fixed by
+Cargo.lock, which is in the listing. Cargo target dirs (they hold a ``CACHEDIR.TAG``) and
+``.git`` are not inputs.
+
+Hashing is paid only for what changed: the stamp keeps each file's size, mtime, ctime,
+inode and device (what verify's stamps key on) beside its sha256, and a file whose five
+agree is not read again. So a build with nothing changed costs one ``lstat`` per file; a
+``touch``, or a checkout that restores the same bytes, costs one hash of that file and no
+container; an edit with its mtime put back still changes the ctime and is hashed.
+
+After a successful build the stamp records that listing and the sha256 of each library
+copied out; a later build whose inputs list the same, and whose copies are all still
+there with those bytes, needs no container at all. The stamp lives in the target dir, so
+removing the target dir removes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tasks.atomic import read_stamp, write_atomic
+from tasks.store import sha256_file
+
+STAMP = ".compatbuild-build.json"
+SKIP_DIRS = (".git",)
+
+
+Table = dict[str, list[object]]  # path -> [size, mtime_ns, ctime_ns, inode, device, sha256]
+
+
+def listing(folders: Sequence[Path], *, exclude: Sequence[Path] = (), known: Mapping[str, object] | None = None
+            ) -> tuple[str, Table]:
+    """A digest of (path, sha256) of every file under ``folders``, minus target dirs; and its table.
+
+    A file whose stat matches its row in ``known`` (the last stamp's table) keeps that
+    row's sha256 unread.
+    """
+    h = hashlib.sha256()
+    skip = {str(p) for p in exclude}
+    known = known or {}
+    table: Table = {}
+    for top in folders:
+        for here, dirs, files in os.walk(top):
+            if "CACHEDIR.TAG" in files and here != str(top):
+                dirs[:] = []  # a cargo target dir: outputs, not inputs
+                continue
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and os.path.join(here, d) not in skip)
+            for name in sorted(files):
+                path = os.path.join(here, name)
+                try:
+                    st = os.lstat(path)
+                    key: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+                    row = known.get(path)
+                    if isinstance(row, list) and len(row) == 6 and row[:5] == key and isinstance(row[5], str):
+                        digest = row[5]
+                    elif stat.S_ISLNK(st.st_mode):
+                        digest = "link:" + os.readlink(path)
+                    else:
+                        digest = sha256_file(Path(path))
+                except (FileNotFoundError, IsADirectoryError):
+                    continue
+                table[path] = [*key, digest]
+                h.update(f"{path}\0{digest}\n".encode())
+    return h.hexdigest(), table
+
+
+def known_files(target: Path) -> dict[str, object]:
+    """The file table of the last stamp in ``target`` (empty when there is none)."""
+    stamp = read_stamp(target, STAMP)
+    files = stamp.get("files") if isinstance(stamp, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def material(image: str, command: Sequence[str], folders: Sequence[Path], out_dir: Path,
+             *, exclude: Sequence[Path] = (), target: Path | None = None) -> tuple[dict[str, object], Table]:
+    """Everything the build container's result depends on, and where its copies go; and the file table.
+
+    ``target`` (the build's target dir) holds the last stamp, whose table spares re-hashing.
+    """
+    digest, table = listing(folders, exclude=exclude, known=known_files(target) if target else None)
+    return {"image": image, "command": list(command), "out": str(out_dir), "sources": digest}, table
+
+
+def fresh_outputs(target: Path, wanted: dict[str, object]) -> tuple[Path, ...] | None:
+    """The libraries of the stamped build when its inputs equal ``wanted`` and its copies are intact."""
+    stamp = read_stamp(target, STAMP)
+    if not isinstance(stamp, dict) or stamp.get("inputs") != json.loads(json.dumps(wanted)):
+        return None
+    outputs = stamp.get("outputs")
+    if not isinstance(outputs, list) or not outputs:
+        return None
+    found = []
+    for entry in outputs:
+        if not (isinstance(entry, list) and len(entry) == 2):
+            return None
+        p = Path(str(entry[0]))
+        if not p.is_file() or sha256_file(p) != entry[1]:
+            return None
+        found.append(p)
+    return tuple(found)
+
+
+def record(target: Path, inputs: dict[str, object], libraries: Sequence[Path], files: Table | None = None) -> None:
+    """Stamp a successful build: its inputs, the sha256 of each library copied out, the file table."""
+    stamp = {"inputs": inputs, "outputs": [[str(p), sha256_file(p)] for p in libraries], "files": files or {}}
+    write_atomic(target / STAMP, (json.dumps(stamp, sort_keys=True) + "\n").encode())

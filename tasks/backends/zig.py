@@ -1,0 +1,119 @@
+"""The zig backend: build a crate's cdylibs with the host's cargo and cargo-zigbuild, no Docker.
+
+    crate ──► cargo-zigbuild build --target x86_64-unknown-linux-gnu.<target glibc>
+          ──► <out>/<target>/lib*.so (+ last-build.json), fixed up like the image's builds
+
+cargo-zigbuild and zig come from the pinned wheels (:mod:`tasks.backends.zigtools`); rustc
+and cargo are the host's (a rustup toolchain with the x86_64-unknown-linux-gnu std). zig
+links against stub libraries generated for the target glibc, and the ``cc`` crate's C code
+is compiled by ``zig cc`` for that glibc too, so no symbol newer than the target can leak
+from the host. Everything zig and cargo-zigbuild cache goes under ``<cache>/zig``; the
+registry under ``<cache>/cargo-home``; the target dir is
+``<cache>/targets/<target>/<crate>-<hash>-zig`` (incremental: a rebuild after touching one
+file is cargo's own). Same outputs, same record and same fix-up as the image builds, so the
+audit and smoke steps cannot tell the backends apart, except by the record's ``backend``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tasks.backends.crate import ADD_CDYLIB, inspect_crate
+from tasks.backends.fetch import cargo_error
+from tasks.backends.outputs import (
+    BuildOptions,
+    BuildResult,
+    cargo_flags,
+    cargo_home,
+    cdylib_files,
+    copy_out,
+    finish,
+    output_dir,
+    target_dir,
+)
+from tasks.backends.zigtools import ZigTools
+from tasks.errors import CargoError, CrateError, RustStdError, ToolError
+from tasks.inputs.lockfile import Lockfile
+from tasks.proc import last_line, stream
+from tasks.proc import run as proc_run
+from tasks.settings import Settings
+
+TRIPLE = "x86_64-unknown-linux-gnu"
+BUILD_DEADLINE = 4 * 3600.0  # seconds one cargo-zigbuild run may take (then it is killed)
+Log = Callable[[str], None]
+
+
+def zig_env(settings: Settings, tools: ZigTools) -> dict[str, str]:
+    """The environment cargo-zigbuild runs in: the pinned zig, every cache under compatbuild's."""
+    zig_cache = settings.cache / "zig" / "cache"
+    return {
+        **os.environ,
+        "CARGO_ZIGBUILD_ZIG_PATH": str(tools.zig),
+        # cargo-zigbuild tries `python3 -m ziglang` before CARGO_ZIGBUILD_ZIG_PATH: a user's
+        # own ziglang would win over the pin (and pyenv shims cost ~1.5 s). Not executable:
+        "CARGO_ZIGBUILD_PYTHON_PATH": os.devnull,
+        "CARGO_ZIGBUILD_CACHE_DIR": str(zig_cache / "cargo-zigbuild"),
+        "ZIG_GLOBAL_CACHE_DIR": str(zig_cache / "global"),
+        "ZIG_LOCAL_CACHE_DIR": str(zig_cache / "local"),
+        "CARGO_HOME": str(cargo_home(settings)),
+        "CARGO_TERM_COLOR": "never",
+    }
+
+
+def rust_sysroot(env: Mapping[str, str]) -> Path:
+    """The sysroot of the rustc cargo will use (``$RUSTC`` or ``rustc``)."""
+    rustc = env.get("RUSTC") or "rustc"
+    proc = proc_run([rustc, "--print", "sysroot"], what="the zig backend uses the host's Rust toolchain "
+                    "(install it with rustup)", timeout=60, env=env)
+    if proc.returncode != 0:
+        raise ToolError(f"{rustc} --print sysroot failed: {last_line(proc.stderr)}")
+    return Path(proc.stdout.strip())
+
+
+def check_rust_std(env: Mapping[str, str], triple: str = TRIPLE) -> Path:
+    """RustStdError unless the host toolchain has a std for ``triple``; its rustlib folder."""
+    sysroot = rust_sysroot(env)
+    lib = sysroot / "lib" / "rustlib" / triple / "lib"
+    if not any(lib.glob("libstd-*.rlib")):
+        raise RustStdError(f"no Rust std for {triple} in the toolchain at {sysroot}; "
+                           f"run `rustup target add {triple}`")
+    return lib
+
+
+def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOptions, *, tools: ZigTools,
+                log: Log = print, on_line: Log = print) -> BuildResult:
+    """Build ``crate``'s cdylibs with cargo-zigbuild for the lockfile target's glibc.
+
+    Raises ZigTargetError (a glibc the pinned zig cannot target), RustStdError (no std for
+    the triple), CrateError, CargoError (cargo failed), OutputError, FixupError.
+    """
+    started = time.monotonic()
+    glibc = lock.target.glibc
+    tools.check_glibc(glibc)
+    env = zig_env(settings, tools)
+    check_rust_std(env)
+    info = inspect_crate(crate)
+    tdir = target_dir(settings, lock, info)
+    tdir = tdir.with_name(f"{tdir.name}-zig")
+    for d in (tdir, cargo_home(settings)):
+        d.mkdir(parents=True, exist_ok=True)
+    cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{TRIPLE}.{glibc}", "--target-dir", str(tdir),
+           *cargo_flags(info, opts)]
+    log(f"Building {info.name} with zig for glibc {glibc} ({tools.versions})")
+    status, stdout, stderr = stream(cmd, what=f"building {info.name} with zig", timeout=BUILD_DEADLINE,
+                                    on_stderr=on_line, cwd=info.root, env=env)
+    if status != 0:
+        raise CargoError(f"cargo-zigbuild build of {info.name} failed: {cargo_error(stderr, status)}")
+    built = [Path(p) for p in cdylib_files(stdout)]
+    if not built:
+        raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")
+    out_dir = output_dir(opts.out_root(settings), lock)
+    libraries = [copy_out(p, out_dir) for p in built]
+    result = finish(libraries, info, lock, out_dir, opts, image=f"zig ({tools.versions})", started=started,
+                    backend="zig")
+    for p in libraries:
+        log(f"Built {p}")
+    return result

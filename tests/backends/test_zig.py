@@ -1,0 +1,214 @@
+"""The zig backend: cargo-zigbuild + zig from pinned wheels, the host's Rust, no Docker.
+
+Real builds (PyPI and the crate registry are reachable here): the example, a crate with
+registry dependencies and a crate with C code (the ``cc`` crate, compiled by ``zig cc``)
+built for centos7's glibc 2.17 pass the audit at 2.17 and load under bullseye's glibc 2.31
+in a sysroot, and (marked docker) in the test profile's bullseye smoke image. The wheels
+and their unpacked install live in the test profile's shared store, so the ~9 s first use
+is paid once per machine; every error case has its own exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks import pipeline
+from tasks.backends import zigtools
+from tasks.backends.outputs import RECORD, last_build
+from tasks.builder.docker_client import Docker, connect
+from tasks.dlopen.smoke import smoke_sysroot
+from tasks.errors import CargoError, ConfigError, DockerError, RustStdError, ZigError, ZigTargetError
+from tasks.inputs import lockfile
+from tasks.settings import PROJECT_ROOT, Settings
+from tasks.store import Store
+
+LOCK = PROJECT_ROOT / "rsrc.lock.toml"
+CRATES = {"hello": PROJECT_ROOT / "examples" / "hello",
+          "with_dep": PROJECT_ROOT / "tests" / "crates" / "with_dep",
+          "with_cc": PROJECT_ROOT / "tests" / "crates" / "with_cc"}
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="session")
+def centos7() -> lockfile.Lockfile:
+    return lockfile.load(LOCK, "centos7")
+
+
+@pytest.fixture(scope="session")
+def zig_settings(profile_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The zig backend with the test profile's shared store: wheels and install paid once."""
+    return Settings(lock=LOCK, cache=profile_cache / "store", out=tmp_path_factory.mktemp("zig-out"),
+                    progress="never", backend="zig")
+
+
+@pytest.fixture(scope="session")
+def zig_built(centos7: lockfile.Lockfile, zig_settings: Settings) -> dict[str, pipeline.BuildResult]:
+    """Each crate built once by the zig backend for centos7 (glibc 2.17)."""
+    return {name: pipeline.build(None, centos7, zig_settings, path, log=quiet, on_line=quiet)
+            for name, path in CRATES.items()}
+
+
+@pytest.mark.parametrize("name", list(CRATES))
+def test_zig_builds_pass_the_2_17_audit_and_load_on_bullseye(
+    name: str, zig_built: dict[str, pipeline.BuildResult], centos7: lockfile.Lockfile, bullseye: Path,
+    zig_settings: Settings,
+) -> None:
+    result = zig_built[name]
+    [lib] = result.libraries
+    assert lib.parent == zig_settings.out / "centos7"  # the same outputs folder as the image builds
+    [audit] = pipeline.audit(result.libraries, centos7, fixups=result.fixups)
+    assert audit.ok, audit
+    assert audit.max_glibc is not None and tuple(map(int, audit.max_glibc.split("."))) <= (2, 17)
+    [loaded] = smoke_sysroot([lib], bullseye, cache=zig_settings.cache)
+    assert loaded.ok and "2.31" not in str(lib)
+
+
+def test_zig_build_is_recorded_like_an_image_build(zig_built: dict[str, pipeline.BuildResult],
+                                                   zig_settings: Settings) -> None:
+    record = json.loads((zig_settings.out / "centos7" / RECORD).read_text())
+    assert record["backend"] == "zig"
+    assert record["target"] == {"name": "centos7", "glibc": "2.17"}
+    assert "cargo-zigbuild 0.24.1" in record["image"] and "ziglang 0.17.1" in record["image"]
+    assert last_build(zig_settings.out, "centos7").libraries == (Path(record["libraries"][0]),)
+
+
+def test_c_code_is_compiled_for_the_target_glibc(zig_built: dict[str, pipeline.BuildResult]) -> None:
+    """No fcntl64/stat64-style leak from the cc crate's C code: zig cc uses the 2.17 headers."""
+    [lib] = zig_built["with_cc"].libraries
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", str(lib)], capture_output=True, text=True,
+                          check=True).stdout
+    assert "snprintf@GLIBC_" in syms  # the C code's own import
+    assert "fcntl64" not in syms and "@GLIBC_2.33" not in syms
+    versions = {w.split("@")[-1].split()[0] for w in syms.split() if "@GLIBC_" in w}
+    assert versions and all(tuple(map(int, v.removeprefix("GLIBC_").split("."))) <= (2, 17) for v in versions)
+
+
+@pytest.mark.docker
+def test_zig_build_loads_in_the_bullseye_smoke_image(
+    zig_built: dict[str, pipeline.BuildResult], docker_client: Docker, profile_settings: Settings,
+    profile_lock: Path,
+) -> None:
+    lock = lockfile.load(profile_lock)
+    libs = [r.libraries[0] for r in zig_built.values()]
+    results = pipeline.smoke(docker_client, lock, profile_settings, libs, log=quiet, on_line=None)
+    assert [r.ok for r in results] == [True] * len(libs)
+    assert all("glibc 2.31" in r.where for r in results)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_a_glibc_the_pinned_zig_cannot_target_is_refused(centos7: lockfile.Lockfile, zig_settings: Settings,
+                                                         tmp_path: Path) -> None:
+    for glibc, words in (("2.99", "cannot target glibc 2.99"), ("2.16", "below Rust std's floor")):
+        lock = dataclasses.replace(centos7, target=dataclasses.replace(centos7.target, glibc=glibc))
+        with pytest.raises(ZigTargetError, match=words) as err:
+            pipeline.build(None, lock, zig_settings, CRATES["hello"], out=tmp_path, log=quiet, on_line=quiet)
+        assert err.value.exit_code == 36 and "\n" not in str(err.value)
+    assert not (tmp_path / "centos7").exists()
+
+
+def test_no_rust_std_for_the_triple_is_one_line(centos7: lockfile.Lockfile, zig_settings: Settings,
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real rustc whose sysroot has no x86_64-unknown-linux-gnu std (as `rustup target remove`)."""
+    empty = tmp_path / "empty-sysroot"
+    empty.mkdir()
+    rustc = tmp_path / "rustc"
+    rustc.write_text(f'#!/bin/sh\nexec {shutil.which("rustc")} --sysroot {empty} "$@"\n')
+    rustc.chmod(0o755)
+    monkeypatch.setenv("RUSTC", str(rustc))
+    with pytest.raises(RustStdError, match="no Rust std for x86_64-unknown-linux-gnu.*rustup target add") as err:
+        pipeline.build(None, centos7, zig_settings, CRATES["hello"], out=tmp_path, log=quiet, on_line=quiet)
+    assert err.value.exit_code == 37
+
+
+def test_cargo_failing_is_a_cargo_error(centos7: lockfile.Lockfile, zig_settings: Settings,
+                                        tmp_path: Path) -> None:
+    with pytest.raises(CargoError, match="cargo-zigbuild build of broken failed: error") as err:
+        pipeline.build(None, centos7, zig_settings, PROJECT_ROOT / "tests" / "crates" / "broken",
+                       out=tmp_path, log=quiet, on_line=quiet)
+    assert err.value.exit_code == 9 and "\n" not in str(err.value)
+
+
+def test_a_corrupt_or_missing_file_in_the_zig_install_is_found(centos7: lockfile.Lockfile,
+                                                               zig_settings: Settings, tmp_path: Path) -> None:
+    """The install is checked against the wheel's RECORD on every use (stat, then hash if changed)."""
+    artifact = centos7.artifact("cargo-zigbuild")
+    said: list[str] = []
+    root = zigtools.install_wheel(artifact, Store(zig_settings.cache), tmp_path, log=said.append)
+    assert said == [f"Installing {artifact.filename} into {root}"]
+    assert zigtools.install_wheel(artifact, Store(zig_settings.cache), tmp_path, log=said.append) == root
+    assert len(said) == 1  # installed once; the second call only checks
+    [exe] = root.glob("*.data/scripts/cargo-zigbuild")
+    os.utime(exe, ns=(1, 1))  # touched, same bytes: still good
+    zigtools.check_install(root)
+    data = bytearray(exe.read_bytes())
+    data[4096] ^= 0xFF  # same size, other bytes
+    exe.write_bytes(bytes(data))
+    with pytest.raises(ZigError, match="corrupt: .*cargo-zigbuild has sha256") as err:
+        zigtools.install_wheel(artifact, Store(zig_settings.cache), tmp_path, log=said.append)
+    assert err.value.exit_code == 35
+    exe.unlink()
+    with pytest.raises(ZigError, match="missing .*cargo-zigbuild; remove"):
+        zigtools.check_install(root)
+
+
+def test_the_pinned_zig_is_used_not_a_python_ziglang(centos7: lockfile.Lockfile, zig_settings: Settings,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cargo-zigbuild asks `python3 -m ziglang` first; a user's own ziglang must never be taken."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    marker = tmp_path / "python-was-asked"
+    (fake / "python3").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    (fake / "python3").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    pipeline.build(None, centos7, zig_settings, CRATES["hello"], out=tmp_path / "out", log=quiet, on_line=quiet)
+    assert not marker.exists()
+
+
+def test_zig_knows_the_glibcs_it_can_target(centos7: lockfile.Lockfile, zig_settings: Settings) -> None:
+    tools = zigtools.install(centos7, Store(zig_settings.cache), zig_settings.cache, log=quiet)
+    assert {"2.17", "2.18", "2.31", "2.36"} <= set(tools.glibcs)
+    assert tools.versions == "cargo-zigbuild 0.24.1, ziglang 0.17.1"
+
+
+# ----------------------------------------------------------------------------- without Docker
+
+
+def test_without_docker_the_error_names_the_zig_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
+    with pytest.raises(DockerError, match="--backend zig` builds without Docker") as err:
+        connect()
+    assert err.value.exit_code == 6 and "\n" not in str(err.value)
+
+
+def test_invoke_build_without_docker_is_one_line_exit_6(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_COMPATBUILD_")}
+    env.update(DOCKER_HOST="unix:///nonexistent", INVOKE_COMPATBUILD_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "invoke", "build", "--out", str(tmp_path / "out")],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 6
+    [line] = proc.stderr.strip().splitlines()
+    assert "cannot reach the Docker daemon" in line and "--backend zig" in line
+
+
+def test_backend_is_a_checked_setting() -> None:
+    assert Settings.from_mapping({}).backend == "docker"
+    assert Settings.from_mapping({"backend": "zig"}).backend == "zig"
+    assert Settings.from_mapping({}, backend="zig").backend == "zig"
+    assert Settings.from_mapping({}).with_backend("zig").backend == "zig"
+    with pytest.raises(ConfigError, match="compatbuild.backend must be one of docker, zig"):
+        Settings.from_mapping({"backend": "podman"})
+    with pytest.raises(ConfigError, match="--backend must be one of docker, zig"):
+        Settings.from_mapping({}).with_backend("zgi")

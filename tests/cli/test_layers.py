@@ -1,0 +1,66 @@
+"""The task layer's shape: cli/ composes nothing, and loading the collection loads no heavy library."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+from tasks.settings import PROJECT_ROOT
+
+# What a task may use: the one composer, its words, settings and errors, and its own helpers.
+ALLOWED = {"tasks.pipeline", "tasks.present", "tasks.settings", "tasks.errors"}
+HEAVY = ["docker", "requests", "urllib3", "elftools", "tomlkit", "rich", "gnupg", "rpmfile", "filelock"]
+
+
+def _imports(tree: ast.AST) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" if node.module == "tasks" else node.module for a in node.names]
+            found += [(node.lineno, n) for n in names]
+    return found
+
+
+def test_cli_imports_only_the_pipeline_present_settings_errors_and_itself() -> None:
+    bad = []
+    for path in sorted((PROJECT_ROOT / "tasks" / "cli").glob("*.py")):
+        for line, name in _imports(ast.parse(path.read_text(), str(path))):
+            if name.startswith("tasks") and name not in ALLOWED and not name.startswith("tasks.cli"):
+                bad.append(f"{path.name}:{line} imports {name}")
+    assert bad == []
+
+
+def test_no_product_module_imports_the_tests() -> None:
+    bad = []
+    for path in [*sorted((PROJECT_ROOT / "tasks").rglob("*.py")), PROJECT_ROOT / "tasks.py",
+                 *sorted((PROJECT_ROOT / "bench").rglob("*.py"))]:
+        for line, name in _imports(ast.parse(path.read_text(), str(path))):
+            if name == "tests" or name.startswith("tests."):
+                bad.append(f"{path.relative_to(PROJECT_ROOT)}:{line} imports {name}")
+    assert bad == []
+
+
+def test_loading_the_collection_imports_no_heavy_library() -> None:
+    probe = ("import json, sys; from invoke.loader import FilesystemLoader; "
+             "m, _ = FilesystemLoader(start=sys.argv[1]).load('tasks'); "
+             "assert hasattr(m, 'release'); "
+             f"print(json.dumps(sorted(n for n in {HEAVY!r} if n in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe, str(PROJECT_ROOT)], capture_output=True, text=True,
+                         check=True, timeout=60, cwd=PROJECT_ROOT).stdout
+    assert json.loads(out) == []
+
+
+def test_every_task_bound_in_tasks_py_stays_a_task_after_every_module_loaded() -> None:
+    """A package under tasks/ named like a task (an `audit/` beside `audit`) would replace the binding."""
+    probe = ("import importlib, pkgutil, sys; from invoke.loader import FilesystemLoader; "
+             "from invoke.tasks import Task; "
+             "m, _ = FilesystemLoader(start=sys.argv[1]).load('tasks'); "
+             "[importlib.import_module(i.name) for i in pkgutil.walk_packages(m.__path__, 'tasks.')]; "
+             "print(sorted(n for n in m.__all__ if n != 'ns' and not isinstance(getattr(m, n), Task)))")
+    out = subprocess.run([sys.executable, "-c", probe, str(PROJECT_ROOT)], capture_output=True, text=True,
+                         check=True, timeout=60, cwd=PROJECT_ROOT).stdout
+    assert out.strip() == "[]"
