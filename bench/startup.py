@@ -1,0 +1,68 @@
+"""Start-up and no-op tasks: ``invoke --list`` vs ``python -c "import invoke"``; a cached
+``download verify``, a cached ``smoke`` and a no-change ``build`` on both backends vs
+``invoke --list``; and the one-line-edit build loop on both backends vs native cargo (the
+docker backend in its warm container). Interleaved in one run, medians."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench import harness as h
+from tasks import profile as tp
+
+TITLE = "start-up, no-op tasks and the edit loop (test profile, warm image)"
+SUMMARY = ("`--list` vs `import invoke`; cached download verify, cached smoke, no-change build (both backends) "
+           "vs `--list`; one line edited vs native cargo")
+
+
+def run(work: Path) -> list[h.Row]:
+    crate = h.copy_crate(h.PLUGIN, work / "plugin")
+    lock = str(tp.prepare_profile(work / "profile", cache=tp.default_cache_dir()))
+    cache = h.bench_cache(work / "cache")
+    env = {"INVOKE_COMPATBUILD_CACHE": str(cache), "INVOKE_COMPATBUILD_OUT": str(work / "out")}
+    zig_env = {**env, "INVOKE_COMPATBUILD_OUT": str(work / "out-zig")}  # its own copies: neither rebuilds
+    build = h.invoke("build", "--lock", lock, "--crate", str(crate))
+    zig = h.invoke("build", "--lock", lock, "--backend", "zig", "--crate", str(crate))
+    inputs = h.invoke("download", "--lock", lock, "verify", "--lock", lock)
+    smoke = h.invoke("smoke", "--lock", lock)
+    for cmd, extra in ((build, env), (zig, zig_env), (inputs, env), (smoke, env)):
+        h.run(cmd, extra)  # images, zig install, inputs, the smoke verdict: all cached from here on
+    native_target = work / "native-target"
+    native = ["cargo", "build", "--release", "--target-dir", str(native_target)]
+    h.run(native, cwd=crate)
+    listing = h.invoke("--list")
+    start = h.interleave(
+        9,
+        bare=lambda: h.run([sys.executable, "-c", "import invoke"]),
+        listing=lambda: h.run(listing),
+        inputs=lambda: h.run(inputs, env),
+        smoke=lambda: h.run(smoke, env),
+        noop=lambda: h.run(build, env),
+        noop_zig=lambda: h.run(zig, zig_env),
+    )
+    source = crate / "src" / "lib.rs"
+
+    def edited(cmd: list[str], extra: dict[str, str] | None, cwd: Path) -> float:
+        h.edit(source)
+        return h.run(cmd, extra, cwd)
+
+    loop = h.interleave(5, native=lambda: edited(native, None, crate), ours=lambda: edited(build, env, h.ROOT),
+                        zig=lambda: edited(zig, zig_env, h.ROOT))
+    lst = start["listing"]
+
+    def vs_list(what: str, key: str) -> h.Row:
+        return (what, f"{start[key]:.2f} s", f"`--list` {lst:.2f} s", f"{start[key] / lst:.2f}x `--list`")
+
+    return [
+        ("`invoke --list`", f"{lst:.2f} s", f"`python -c 'import invoke'` {start['bare']:.2f} s",
+         f"{lst / start['bare']:.2f}x `import invoke`"),
+        vs_list("`invoke download verify`, all cached", "inputs"),
+        vs_list("`invoke smoke`, verdict cached", "smoke"),
+        vs_list("`invoke build`, nothing changed (docker)", "noop"),
+        vs_list("`invoke build --backend zig`, nothing changed", "noop_zig"),
+        ("`invoke build`, one line edited (docker, warm container)", f"{loop['ours']:.2f} s",
+         f"native cargo {loop['native']:.2f} s", f"{loop['ours'] / loop['native']:.2f}x native"),
+        ("`invoke build --backend zig`, one line edited", f"{loop['zig']:.2f} s",
+         f"native cargo {loop['native']:.2f} s", f"{loop['zig'] / loop['native']:.2f}x native"),
+    ]
