@@ -1,11 +1,13 @@
-"""nox sessions: tests, lint, typecheck, bench. Dependencies come from pyproject.toml."""
+"""nox sessions: tests, lint, typecheck, docs, bench. Dependencies come from pyproject.toml."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
 nox.needs_version = ">=2025.2.9"
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 nox.options.default_venv_backend = "venv"
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -34,7 +36,16 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml, docs/): built with warnings as errors, outside the checkout."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), *session.posargs,
+                env={"NO_MKDOCS_2_WARNING": "1"})  # mkdocs-material's banner about MkDocs 2
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: ratios measured in one run; prints the README tables."""
+    """Benchmarks: ratios measured in one run; prints the tables of docs/benchmarks.md."""
     session.install(*DEPS, *nox.project.dependency_groups(PYPROJECT, "bench", "test"))
     session.run("python", "-m", "bench", *session.posargs)
