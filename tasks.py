@@ -21,6 +21,7 @@ from pathlib import Path
 __path__ = [str(Path(__file__).resolve().parent / "tasks")]
 
 from invoke.context import Context  # noqa: E402
+from invoke.exceptions import Exit  # noqa: E402
 from invoke.tasks import task  # noqa: E402
 
 from tasks.cli import (  # noqa: E402
@@ -50,20 +51,27 @@ __all__ = ["ns", "download", "verify", "lock", "rpms", "image", "llvm", "rust", 
 
 
 @task(
-    iterable=["crate"],
+    iterable=["crate", "host"],
     auto_shortflags=False,
     help={
         "crate": "a crate to release (repeatable; default: the bundled example, examples/hello)",
+        "host": "the real host program that loads the --crate in the same place, e.g. "
+        "'python3 -c \"import {module}\"' (repeatable; see `invoke smoke --help`; '' for none)",
         "dist": "folder for the release: the .so files, their audit JSON and SHA256SUMS",
     },
 )
-def release(c: Context, crate: list[str] | None = None, dist: str = "dist") -> None:
-    """Build, audit and smoke-test each crate, then collect the .so files and proof in dist/."""
+def release(c: Context, crate: list[str] | None = None, host: list[str] | None = None, dist: str = "dist") -> None:
+    """Build, audit and smoke-test each crate (in its host program with --host), then collect the .so files
+    and proof in dist/."""
+    crates, hosts = crate or ["examples/hello"], host or []
+    if len(hosts) > len(crates):
+        raise Exit(f"release: {len(hosts)} --host for {len(crates)} --crate; give one per crate, in order", code=2)
     out = Path(dist).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for path in crate or ["examples/hello"]:
+    for path, program in zip(crates, hosts + [""] * (len(crates) - len(hosts)), strict=True):
         built = build(c, crate=path)  # the libraries, copied to compatbuild.out, and their audits
-        smoke(c, lib=[str(p) for p in built.libraries])  # exits 11 unless each dlopen()s on the target's glibc
+        # exits 11 unless each dlopen()s on the target's glibc (and its host program, if any, loads it)
+        smoke(c, lib=[str(p) for p in built.libraries], host=program)
         for lib, report in zip(built.libraries, built.audits, strict=True):
             (out / lib.name).write_bytes(lib.read_bytes())
             (out / f"{lib.name}.audit.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")

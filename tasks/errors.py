@@ -4,7 +4,8 @@ The invoke layer turns any :class:`CompatError` into ``invoke.Exit(message, code
 so a user error is one line on stderr and a non-zero exit, never a traceback. Every class
 lives here and has a code of its own (tests/test_errors.py checks both), so a script can
 tell "the lockfile is wrong" from "a mirror is down". Raise a subclass, never CompatError
-itself; exit code 1 is left for disk errors the task layer reports, 130 for an interrupt.
+itself; exit code 1 is left for disk errors the task layer reports, 130 for an interrupt,
+141 for a closed stdout (``| head -1``, ended quietly as SIGPIPE ends a C tool).
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ import re
 # Credentials a message may carry, each replaced by ***: the one redaction every message,
 # error and log line of compatbuild passes through (CompatError applies it to itself).
 _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # user:password@ after a scheme; the password may hold a raw '@' (up to the last one)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@"), r"\1***@"),
-    # user:password@registry/repo, with no scheme (not name:tag@sha256:digest)
-    (re.compile(r"(?<![\w./:@-])[\w.%+-]+:[^\s/@]+@(?!sha256:)(?=[\w\[])"), "***@"),
+    # user:password@ after a scheme, from scheme:// to the LAST '@' before the host (a password
+    # may hold a raw '@', '#' or '?'); also scheme:/ (a URL given as a path, whose '//' Path ate)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/+)[^/\s'\"<>]*@(?!sha256:)"), r"\1***@"),
+    # user:password@registry/repo, with no scheme, to the last '@' (not name:tag@sha256:digest)
+    (re.compile(r"(?<![\w./:@-])[\w.%+-]+:[^\s/'\"<>]+@(?!sha256:)(?=[\w\[])"), "***@"),
     # ?token=..., &password=... in a query
     (re.compile(r"(?i)([?&](?:token|access_token|password|passwd|secret|key|sig|signature)=)[^&#\s'\"]+"),
      r"\1***"),
-    (re.compile(r'("?(?:auth|password|identitytoken|registrytoken|token)"?\s*[:=]\s*)"?[^\s",}]+"?', re.I),
-     r"\1***"),
+    # password: x, "token": "x", 'password': 'x' (JSON, a Python repr, YAML): the quotes are kept
+    (re.compile(r"""((?:auth|password|passwd|identitytoken|registrytoken|token)['"]?\s*[:=]\s*)(['"]?)"""
+                r"""[^\s"',}]+""", re.I), r"\1\2***"),
     (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 ***"),
 )
+
+
+# Said where a first run offline ends (a base image it cannot pull, RPMs it cannot pin).
+OFFLINE_HINT = "without the internet, `invoke test-profile` prepares a local stand-in to try every task with"
 
 
 def redact(text: str) -> str:
@@ -150,7 +157,7 @@ class ToolError(CompatError):
 
 
 class FixupError(CompatError):
-    """The weak-version fix-up cannot edit a file: not an x86_64 ELF shared object, or unreadable."""
+    """The weak-version fix-up cannot edit a file: not an x86_64 or aarch64 ELF shared object, or unreadable."""
 
     exit_code = 19
 
@@ -214,6 +221,13 @@ class RustStdError(CompatError):
     """The host's Rust toolchain has no std for the target triple (rustup target add)."""
 
     exit_code = 37
+
+
+class CrossCompileError(CompatError):
+    """A crate compiles C for another arch, which the docker backend's cross-link route cannot
+    (no C cross compiler in the builder image); the zig backend can."""
+
+    exit_code = 38
 
 
 class RegistryImageRefused(CompatError):

@@ -30,13 +30,14 @@ from tasks.backends.outputs import BuildOptions, BuildResult, last_build
 from tasks.builder import docker_client, registry, stages, transport
 from tasks.builder.docker_client import Docker
 from tasks.dlopen import matrix
+from tasks.dlopen.hostmode import HostMode
 from tasks.dlopen.smoke import SmokeResult, check, smoke_in_image, smoke_native, smoke_sysroot
 from tasks.dlopen.sysroot import make_sysroot
-from tasks.elf.audit import LibraryAudit, audit_paths
+from tasks.elf.audit import LibraryAudit, audit_paths, distinct_paths
 from tasks.elf.fixup import FixupReport, fix_weak_needs
 from tasks.elf.floors import resolve_floors
 from tasks.elf.report import raise_on_violation as raise_on_violation  # the tasks' verdict on an audit
-from tasks.errors import CompatError, DockerError, LockfileError, SmokeError
+from tasks.errors import OFFLINE_HINT, CompatError, DockerError, LockfileError, SmokeError
 from tasks.inputs import download, http, lockfile, pins, rpmpins, rpmsig, verify
 from tasks.inputs.lockfile import Key, Lockfile, Rpm
 from tasks.settings import PROJECT_ROOT, Settings
@@ -82,7 +83,8 @@ def require_rpm_pins(lock: Lockfile) -> None:
     if lock.target.packages and not lock.rpms:
         raise LockfileError(
             f"{lock.path.name} pins no RPMs for {lock.target.name}'s packages yet; run "
-            f"`invoke rpms --refresh --lock {lock.path}` (needs the internet and Docker) to pin them"
+            f"`invoke rpms --refresh --lock {lock.path}` (needs the internet and Docker) to pin them; "
+            f"{OFFLINE_HINT}"
         )
 
 
@@ -99,6 +101,8 @@ def image(dk: Docker, lock: Lockfile, settings: Settings, upto: str, *, log: Log
     builds missing stages without Docker's layer cache; ``push`` (a REGISTRY/REPO) pushes
     every stage of the chain afterwards.
     """
+    if lock.target.cross_from and upto == "builder":  # its x86_64 build host's chain first, with its own pins
+        image(dk, stages.host_lock(lock), settings, "builder", log=log, on_line=on_line, nocache=nocache)
     require_rpm_pins(lock)
     plans = stages.plan(lock, Store(settings.cache), upto)
     stages_ready(dk, lock, settings, plans, log=log, on_line=on_line, nocache=nocache)
@@ -151,7 +155,7 @@ def refresh_rpm_pins(dk: Docker, lock: Lockfile, settings: Settings, log: Log = 
     repos = lock.target.repos or rpmpins.ARCHIVE_REPOS
     rpmpins.refresh(lock.path, repos=repos, packages=tuple(packages) + rpmpins.SYSROOT_PACKAGES,
                  installed=installed, fetch_bytes=lambda url: http.get_bytes(settings.mirror(url)),
-                 log=log, target=lock.target.name,
+                 log=log, target=lock.target.name, arches=(lock.target.arch, "noarch"),
                  check=lambda pins: check_new_pins(lock, key, settings, pins, log=log))
     return lockfile.load(lock.path, lock.target.name, linker=lock.linker)
 
@@ -193,36 +197,39 @@ def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *,
     return dataclasses.replace(result, audits=tuple(audit(result.libraries, lock, fixups=result.fixups)))
 
 
-def audit(libraries: Sequence[Path], lock: Lockfile, *,
-          fixups: Sequence[FixupReport] = ()) -> list[LibraryAudit]:
+def audit(libraries: Sequence[Path], lock: Lockfile, *, fixups: Sequence[FixupReport] = (),
+          sysroot: Path | None = None) -> list[LibraryAudit]:
     """Each library's ELF audited against the lockfile's target (no Docker).
 
     The target's floors (:func:`tasks.elf.floors.resolve_floors`): its glibc, and for a
     known target (fedora20, centos7, bullseye, bookworm) its libgcc_s, libstdc++ and libz
     versions. ``fixups`` (``BuildResult.fixups``) let the report say what the fix-up changed.
+    The host symbols are checked against ``sysroot``'s libraries when given (else by the rule
+    that an unversioned undefined symbol is the host's, :mod:`tasks.elf.hostsyms`).
     """
-    floors = resolve_floors(lock.target.name, lock.target.glibc)
-    return audit_paths(libraries, floors=floors, fixups=fixups)
+    floors = resolve_floors(lock.target.name, lock.target.glibc, lock.target.arch)
+    return audit_paths(libraries, floors=floors, fixups=fixups, sysroot=sysroot)
 
 
 def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,
           symbol: str | None = None, optional_symbol: str | None = "test", log: Log = print,
-          on_line: Log | None = print, strict: bool = True) -> list[SmokeResult]:
-    """The smoke image, then each library dlopen'ed in it (RTLD_NOW) as nobody, offline.
+          on_line: Log | None = print, strict: bool = True, host: HostMode | None = None) -> list[SmokeResult]:
+    """The smoke image, then each library dlopen'ed in it (RTLD_NOW) as nobody, offline, with
+    the host mode ``host`` (default: auto, :mod:`tasks.dlopen.hostmode`).
 
-    A passing verdict is cached by (library sha256, smoke image id, harness arguments).
+    A passing verdict is cached by (library sha256, smoke image id, harness arguments, host plan).
     Raises SmokeError carrying the loader's own text when a library does not load
     (``strict=False``: returns the failed results instead).
     """
     tag = image(dk, lock, settings, "smoke", log=log, on_line=on_line or (lambda _: None))
     return smoke_in_image(dk, lock, libraries, image=tag, cache=settings.cache, symbol=symbol,
                           optional_symbol=optional_symbol, log=log, on_line=on_line, strict=strict,
-                          transport=transport.for_daemon(dk, settings.remote))
+                          transport=transport.for_daemon(dk, settings.remote), host=host)
 
 
 def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,
                  symbol: str | None = None, optional_symbol: str | None = "test",
-                 log: Log = print) -> list[matrix.Cell]:
+                 log: Log = print, host: HostMode | None = None) -> list[matrix.Cell]:
     """Each library dlopen'ed on every glibc within reach: a :mod:`tasks.dlopen.matrix` table.
 
     Sysroots from the lockfile's pinned ``deb.<suite>.*`` packages and from each target's
@@ -230,12 +237,15 @@ def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, librarie
     ``dk`` is given ("no Docker" otherwise), and this machine. Never raises for a library
     that does not load: :func:`tasks.dlopen.matrix.failed` tells.
     """
+    # the host program runs in each place that has it; a place without it is a note, not a failure
+    host = dataclasses.replace(host or HostMode(), program_optional=True)
+
     def in_image(libs: list[Path], dk: Docker) -> list[SmokeResult]:
         return smoke(dk, lock, settings, libs, log=log, on_line=None, strict=False, symbol=symbol,
-                     optional_symbol=optional_symbol)
+                     optional_symbol=optional_symbol, host=host)
 
     places = matrix.places(
-        lock, settings.cache, symbol=symbol, optional_symbol=optional_symbol, log=log,
+        lock, settings.cache, symbol=symbol, optional_symbol=optional_symbol, log=log, host=host,
         inputs=lambda lf, names: inputs_ready(lf, settings, names, log),
         in_image=(lambda libs: in_image(libs, dk)) if dk is not None else None,
     )
@@ -269,17 +279,19 @@ def build_run(settings: Settings, crate: Path | None, *, release: bool = True, f
                  extra_args=extra_args, fix_weak=fix_weak, log=log, on_line=on_line)
 
 
-def audit_run(settings: Settings, paths: Sequence[Path], *, glibc: str = "", fix: bool = False) -> list[LibraryAudit]:
+def audit_run(settings: Settings, paths: Sequence[Path], *, glibc: str = "", fix: bool = False,
+              sysroot: Path | None = None) -> list[LibraryAudit]:
     """`invoke audit`: the named libraries (default: the last build's), fixed up first when ``fix``.
 
-    Against the target's floors, or only a glibc version when ``glibc`` is given.
+    Against the target's floors, or only a glibc version when ``glibc`` is given; host
+    symbols against ``sysroot``'s own libraries when given, else by the unversioned rule.
     """
     lock = load_lock(settings)
-    libs = list(paths) or list(last_build(settings.out, lock.target.name).libraries)
-    fixups = [fix_weak_needs(p) for p in libs] if fix else []
+    libs = distinct_paths(paths) or list(last_build(settings.out, lock.target.name).libraries)
+    fixups = [fix_weak_needs(p) for p in libs] if fix else []  # once per file: its report is what changed
     if glibc:
-        return audit_paths(libs, target_glibc=glibc, fixups=fixups)
-    return audit(libs, lock, fixups=fixups)
+        return audit_paths(libs, target_glibc=glibc, fixups=fixups, sysroot=sysroot)
+    return audit(libs, lock, fixups=fixups, sysroot=sysroot)
 
 
 def smoke_libraries(settings: Settings, paths: Sequence[Path], *, log: Log = print) -> list[Path]:
@@ -303,25 +315,69 @@ def smoke_libraries(settings: Settings, paths: Sequence[Path], *, log: Log = pri
     return list(result.libraries)
 
 
+def resolve_host(settings: Settings, mode: str = "", host_lib: str = "", host_symbols: str = "",
+                 command: str = "") -> HostMode:
+    """The host mode of a smoke run: ``--host-mode`` (default: config ``host_mode``), ``--host-lib``,
+    ``--host-symbols``, ``--host`` (the real program, :mod:`tasks.dlopen.hostrun`); ConfigError for
+    an unknown mode, a contradiction, an unreadable list or a command that cannot be parsed."""
+    return HostMode.load(mode or settings.host_mode, host_lib, host_symbols, command)
+
+
 def smoke_run(settings: Settings, libraries: Sequence[Path], *, symbol: str | None = None,
               sysroot: Path | None = None, current: bool = True, log: Log = print,
-              on_line: Log = print, strict: bool = True) -> list[SmokeResult]:
+              on_line: Log = print, strict: bool = True, host_mode: str = "", host_lib: str = "",
+              host_symbols: str = "", host_command: str = "") -> list[SmokeResult]:
     """`invoke smoke`: each library loaded under ``sysroot``'s glibc, else in the target's smoke image;
-    then, when ``current``, on this machine's glibc too. SmokeError (unless not ``strict``) on a failure.
+    then, when ``current``, on this machine's glibc too; every place with the host mode
+    (:func:`resolve_host`). SmokeError (unless not ``strict``) on a failure.
     """
+    host = resolve_host(settings, host_mode, host_lib, host_symbols, host_command)
     lock = load_lock(settings)
     n = len(libraries)
     if sysroot is not None:
         log(f"Smoke-testing {n} librar{'y' if n == 1 else 'ies'} under the glibc of {sysroot}")
         results = smoke_sysroot(libraries, sysroot, symbol=symbol, cache=settings.cache, on_line=on_line,
-                                strict=strict)
+                                strict=strict, host=host)
     else:
-        results = smoke(connect(settings), lock, settings, libraries, symbol=symbol, log=log, on_line=on_line,
-                        strict=strict)
+        try:
+            results = smoke(connect(settings), lock, settings, libraries, symbol=symbol, log=log,
+                            on_line=on_line, strict=strict, host=host)
+        except (DockerError, LockfileError) as exc:
+            if not _zig_built(settings, lock, libraries):
+                raise
+            results = _smoke_without_image(settings, lock, libraries, exc, symbol=symbol, log=log, strict=strict,
+                                           host=host)
     if current:
         log(f"Smoke-testing on this machine's glibc {platform.libc_ver()[1] or '?'}")
-        results += smoke_native(libraries, symbol=symbol, cache=settings.cache, on_line=on_line, strict=strict)
+        results += smoke_native(libraries, symbol=symbol, cache=settings.cache, on_line=on_line, strict=strict,
+                                host=host)
     return results
+
+
+def _zig_built(settings: Settings, lock: Lockfile, libraries: Sequence[Path]) -> bool:
+    """True when ``libraries`` are the last build's and the zig backend made them (no Docker needed)."""
+    try:
+        record = last_build(settings.out, lock.target.name)
+    except CompatError:
+        return False
+    return record.backend == "zig" and set(record.libraries) == {Path(p).resolve() for p in libraries}
+
+
+def _smoke_without_image(settings: Settings, lock: Lockfile, libraries: Sequence[Path], why: CompatError, *,
+                         symbol: str | None, log: Log, strict: bool, host: HostMode) -> list[SmokeResult]:
+    """A zig build whose target image is out of reach (no Docker, no RPM pins): loaded under every
+    sysroot within reach instead, as `smoke --matrix` would, saying so."""
+    found = [p for p in matrix.places(lock, settings.cache, symbol=symbol, log=log, in_image=None,
+                                      host=dataclasses.replace(host, program_optional=True),
+                                      inputs=lambda lf, names: inputs_ready(lf, settings, names, log))
+             if p.how == "sysroot" and p.run is not None]
+    if not found:
+        raise why
+    reason = str(why).split("; ", 1)[0]  # not its advice (to build with zig: that is done)
+    log(f"The {lock.target.name} image is out of reach ({reason}); the zig build is loaded under "
+        f"{', '.join(f'{p.name} (glibc {p.glibc})' for p in found)} instead, without Docker")
+    results = [r for place in found for r in place.run(list(libraries))]  # type: ignore[misc]
+    return check(results) if strict else results
 
 
 def smoke_failure(results: Sequence[SmokeResult]) -> SmokeError | None:
@@ -334,17 +390,20 @@ def smoke_failure(results: Sequence[SmokeResult]) -> SmokeError | None:
 
 
 def matrix_run(settings: Settings, libraries: Sequence[Path], *, symbol: str | None = None,
-               log: Log = print) -> list[matrix.Cell]:
+               log: Log = print, host_mode: str = "", host_lib: str = "",
+               host_symbols: str = "", host_command: str = "") -> list[matrix.Cell]:
     """`invoke smoke --matrix`: every place within reach; without Docker, the image's row says so.
 
     Raises SmokeError naming each library and place that failed, after the table is made
-    (:func:`matrix_failures` gives the text without raising).
+    (:func:`matrix_failures` gives the text without raising). Every place loads with the
+    host mode (:func:`resolve_host`).
     """
+    host = resolve_host(settings, host_mode, host_lib, host_symbols, host_command)
     try:
         dk: Docker | None = connect(settings)
     except DockerError:
         dk = None
-    return smoke_matrix(dk, load_lock(settings), settings, libraries, symbol=symbol, log=log)
+    return smoke_matrix(dk, load_lock(settings), settings, libraries, symbol=symbol, log=log, host=host)
 
 
 def matrix_failures(cells: Sequence[matrix.Cell]) -> SmokeError | None:
@@ -371,7 +430,7 @@ def image_run(settings: Settings, upto: str, *, nocache: bool = False, push: str
     """
     dk, lock = connect(settings), load_lock(settings)
     tag = image(dk, lock, settings, upto, nocache=nocache, push=push, log=log, on_line=on_line)
-    if upto == "builder":
+    if upto == "builder" and not lock.target.cross_from:  # a cross target has no smoke image (qemu sysroots)
         image(dk, lock, settings, "smoke", nocache=nocache, push=push, log=log, on_line=on_line)
     return tag
 

@@ -8,9 +8,10 @@ Every value is checked here, whatever its source, and a bad one is a one-line
 :class:`~tasks.errors.ConfigError`: an unknown key (a typo in invoke.yaml or in an
 ``INVOKE_COMPATBUILD_*`` name), ``jobs`` that is not a whole number of 1 or more, a
 ``progress`` other than auto/always/never, ``mirrors`` that is not a mapping of URL prefix
-to replacement. Two defaults are shaped around invoke, whose own errors are tracebacks:
-invoke casts an env value to the type of the default it overrides (``int("abc")``), so
-``jobs`` defaults to None ("built in": 4) and its env value reaches us as text; and invoke
+to replacement, a ``max_download`` that is not a number of bytes. Two defaults are shaped
+around invoke, whose own errors are tracebacks: invoke casts an env value to the type of
+the default it overrides (``int("abc")``), so ``jobs`` (and ``max_download``) defaults to
+None ("built in": 4) and its env value reaches us as text; and invoke
 cannot merge a mapping over a non-mapping default or the reverse, so ``mirrors`` has no
 invoke default at all, and :func:`env_overrides` reads ``INVOKE_COMPATBUILD_MIRRORS``
 (a JSON object) itself.
@@ -27,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import ConfigError
+from tasks.inputs.lockmodel import DOWNLOAD_MAX
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JOBS = 4
 DEFAULT_DEADLINE = 1800.0
+DEFAULT_WARM_IDLE = 300  # seconds: a few minutes of an edit-build loop
 PROGRESS = ("auto", "always", "never")  # auto: bars only on a terminal
 DEFAULTS: dict[str, Any] = {
     "lock": str(PROJECT_ROOT / "rsrc.lock.toml"),
@@ -44,9 +47,13 @@ DEFAULTS: dict[str, Any] = {
     "backend": "docker",  # docker: the target's builder image; zig: cargo-zigbuild, no Docker
     "registry": "",  # REGISTRY/REPO to pull stage images from before building; empty: none
     "remote": "auto",  # auto: files travel by archive when DOCKER_HOST is tcp:// or ssh://; yes; no
+    "host_mode": "auto",  # smoke: auto (stub when the library has host symbols, else strict), stub, strict
+    "warm_idle": None,  # None: DEFAULT_WARM_IDLE s a warm build container waits for the next build; 0: none
+    "max_download": None,  # None: DOWNLOAD_MAX (1 GiB) at most for a pinned file without a pinned size
 }
 BACKENDS = ("docker", "zig")
 REMOTE = ("auto", "yes", "no")
+HOST_MODES = ("auto", "stub", "strict")  # how smoke provides a plugin's host symbols (tasks.dlopen.hostmode)
 KEYS = (*DEFAULTS, "mirrors")  # mirrors: URL prefix -> replacement; {} when not set
 
 
@@ -68,6 +75,36 @@ def parse_jobs(value: object, where: str = "config compatbuild.jobs") -> int:
     if jobs is None or jobs < 1:
         raise ConfigError(f"{where} must be a whole number of 1 or more, not {value!r}")
     return jobs
+
+
+def parse_idle(value: object, where: str = "config compatbuild.warm_idle") -> int:
+    """Whole seconds, 0 or more (0: no warm container), from an int (invoke.yaml) or text (env)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    raise ConfigError(f"{where} must be a whole number of seconds, 0 or more (0: no warm container), not {value!r}")
+
+
+_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: object, where: str = "config compatbuild.max_download") -> int:
+    """Bytes, more than 0, from an int (invoke.yaml) or text with an optional K/M/G/T suffix
+    (powers of 1024; env, invoke.yaml): ``5000``, ``"2G"``."""
+    size: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str):
+        text = value.strip().upper()
+        unit = text[-1:] if text[-1:] in _SUFFIX else ""
+        digits = text[:len(text) - len(unit)].strip()
+        if digits.isascii() and digits.isdigit():
+            size = int(digits) * _SUFFIX[unit]
+    if size is None or size < 1:
+        raise ConfigError(f"{where} must be a whole number of bytes above 0 (a K, M or G suffix "
+                          f"allowed: 2G), not {value!r}")
+    return size
 
 
 def parse_deadline(value: object, where: str = "config compatbuild.deadline") -> float:
@@ -108,6 +145,35 @@ def _items(value: object) -> list[tuple[object, object]] | None:
     if isinstance(value, (str, bytes)) or not callable(keys):
         return None
     return [(k, value[k]) for k in keys()]  # type: ignore[index]
+
+
+def config_section(value: object) -> dict[str, Any]:
+    """The ``compatbuild`` config value as a dict; ConfigError unless it is a mapping of settings."""
+    items = _items(value)
+    if items is None:
+        raise ConfigError(f"config compatbuild must be a mapping of settings, not {value!r}")
+    return {str(k): v for k, v in items}
+
+
+_SHAPES = {"list": "a list", "str": "text", "int": "a number", "float": "a number", "bool": "a boolean"}
+
+
+def check_config_document(data: object) -> None:
+    """ConfigError unless ``data``, one loaded config file (invoke.yaml), is a mapping whose
+    ``compatbuild`` section, when it has one, holds settings :class:`Settings` accepts.
+
+    For the files invoke itself merges (:mod:`tasks.cli.startup`), where a wrong shape is
+    invoke's traceback before any task runs.
+    """
+    if data is None:  # an empty file
+        return
+    items = _items(data)
+    if items is None:
+        shape = _SHAPES.get(type(data).__name__, type(data).__name__)
+        raise ConfigError(f"not a mapping of settings sections (such as `compatbuild:`), but {shape}")
+    section = dict(items)
+    if "compatbuild" in section:
+        Settings.from_mapping(config_section(section["compatbuild"]))
 
 
 def _text(key: str, value: object) -> str:
@@ -167,6 +233,9 @@ class Settings:
     backend: str = "docker"  # how build builds: BACKENDS
     registry: str = ""  # REGISTRY/REPO stage images are pulled from; empty: none
     remote: str = "auto"  # auto (by the daemon's address), yes (always by archive), no (bind mounts)
+    host_mode: str = "auto"  # smoke's default host mode: HOST_MODES
+    warm_idle: int = DEFAULT_WARM_IDLE  # docker builds exec into a container kept this long; 0: one-shot runs
+    max_download: int = DOWNLOAD_MAX  # the most bytes a pinned file without a pinned size may bring
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, lock: str = "", target: str = "",
@@ -185,6 +254,10 @@ class Settings:
         remote = merged["remote"]
         if remote not in REMOTE:
             raise ConfigError(f"config compatbuild.remote must be one of {', '.join(REMOTE)}, not {remote!r}")
+        host_mode = merged["host_mode"]
+        if host_mode not in HOST_MODES:
+            raise ConfigError(f"config compatbuild.host_mode must be one of {', '.join(HOST_MODES)}, "
+                              f"not {host_mode!r}")
         cache = _text("cache", merged["cache"]) or str(default_cache_root())
         jobs, deadline = merged["jobs"], merged["deadline"]
         chosen = backend or merged["backend"]
@@ -204,6 +277,9 @@ class Settings:
             backend=str(chosen),
             registry=_word("registry", merged["registry"]).strip(),
             remote=str(remote),
+            host_mode=str(host_mode),
+            warm_idle=DEFAULT_WARM_IDLE if merged["warm_idle"] is None else parse_idle(merged["warm_idle"]),
+            max_download=DOWNLOAD_MAX if merged["max_download"] is None else parse_size(merged["max_download"]),
         )
 
     def with_backend(self, backend: str) -> Settings:

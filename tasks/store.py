@@ -48,6 +48,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def identity(st: os.stat_result) -> list[int]:
+    """What every re-check keys a file on instead of re-hashing it: size, mtime, ctime, inode
+    and device. An edit in place changes the ctime even when the mtime is put back (``touch
+    -d``, ``os.utime``), and a file replaced by another has a new inode; size and mtime alone
+    prove nothing. Verify's stamps, the RPM signature stamps, the zig install's manifest and
+    the build's source table all use this one key.
+    """
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def file_identity(path: str | os.PathLike[str]) -> list[int]:
+    """:func:`identity` of the file at ``path`` (links followed)."""
+    return identity(os.stat(path))
+
+
 def key_of(text: str) -> str:
     """A stable file-name-safe key for a URL or any string."""
     return hashlib.sha256(text.encode()).hexdigest()

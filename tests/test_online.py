@@ -47,3 +47,23 @@ def test_default_lockfile_builds_the_target_image_and_a_crate_that_loads_on_its_
     r = invoke("smoke", "--lock", str(lock), env=env)
     assert r.returncode == 0, r.stderr
     assert f"{target} (glibc {glibc})" in r.stdout and "hello from compatbuild" in r.stdout
+
+
+def test_the_aarch64_docker_route_cross_links_in_centos7s_builder_and_loads_under_qemu(tmp_path: Path) -> None:
+    """centos7-aarch64 by the docker backend (tasks/backends/cross.py): centos7's x86_64 builder, the
+    aarch64 rust-std and AltArch RPMs; then its RPM sysroot (glibc 2.17) joins `smoke --matrix` under qemu."""
+    env = {"INVOKE_COMPATBUILD_OUT": str(tmp_path / "out"), "INVOKE_COMPATBUILD_LINKER": "rust-lld"}
+    lock = tmp_path / "rsrc.lock.toml"
+    lock.write_text((PROJECT_ROOT / "rsrc.lock.toml").read_text())
+    for target in ("centos7", "centos7-aarch64"):
+        r = invoke("rpms", "--refresh", "--lock", str(lock), env={**env, "INVOKE_COMPATBUILD_TARGET": target})
+        assert r.returncode == 0, (target, r.stdout[-3000:], r.stderr)
+    env["INVOKE_COMPATBUILD_TARGET"] = "centos7-aarch64"
+    r = invoke("build", "--json", "--lock", str(lock), env=env)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert [a["arch"] for a in report["audit"]] == ["aarch64"] and all(a["ok"] for a in report["audit"])
+    r = invoke("smoke", "--matrix", "--json", "--lock", str(lock), env=env)
+    assert r.returncode == 0, r.stderr
+    cells = {c["place"]: c for c in json.loads(r.stdout)["cells"]}
+    assert cells["centos7-aarch64"]["loaded"] is True and cells["centos7-aarch64"]["how"] == "qemu"

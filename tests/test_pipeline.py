@@ -125,6 +125,22 @@ def test_the_centos7_target_pulls_centos_7_by_digest_and_gets_its_own_tags(tmp_p
     assert all(c7_plans[n].tag != f20_plans[n].tag for n in c7_plans)  # never each other's images
 
 
+def test_offline_the_first_run_says_test_profile_is_the_way_to_try_it() -> None:
+    from tasks.errors import OFFLINE_HINT, DockerError, LockfileError
+
+    class Offline(PullingDocker):
+        def pull(self, ref: str) -> Any:
+            raise DockerError(f"docker: cannot pull {ref}: dial tcp: lookup registry-1.docker.io: no such host")
+
+    with pytest.raises(DockerError) as err:
+        stages.ensure_base(Offline(), lockfile.load(LOCK), log=lambda _: None)
+    assert "no such host" in str(err.value) and str(err.value).endswith(OFFLINE_HINT)
+    assert "`invoke test-profile`" in OFFLINE_HINT
+    with pytest.raises(LockfileError) as pins:
+        pipeline.require_rpm_pins(lockfile.load(LOCK))  # the shipped lockfile pins no RPMs yet
+    assert str(pins.value).endswith(OFFLINE_HINT)
+
+
 def test_the_centos7_pins_come_from_the_vault_by_the_same_refresh(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

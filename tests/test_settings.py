@@ -29,8 +29,8 @@ def test_jobs_that_are_not_a_whole_number_of_one_or_more_are_refused(value: obje
 @pytest.mark.parametrize(("cfg", "text"), [
     ({"mirror": {}}, "config compatbuild.mirror: unknown setting (did you mean mirrors?)"),
     ({"zzz": 1}, "config compatbuild.zzz: unknown setting "
-                 "(known: backend, cache, deadline, jobs, linker, lock, mirrors, out, progress, registry, "
-                 "remote, target)"),
+                 "(known: backend, cache, deadline, host_mode, jobs, linker, lock, max_download, mirrors, out, "
+                 "progress, registry, remote, target, warm_idle)"),
     ({"progress": True}, "config compatbuild.progress must be one of auto, always, never, not True"),
     ({"mirrors": ["https://a/"]}, "config compatbuild.mirrors must be a mapping of URL prefix to "
                                   "replacement (in the environment: a JSON object), not ['https://a/']"),
@@ -66,3 +66,17 @@ def test_registry_and_remote_are_settings_and_remote_is_checked() -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_mapping({"remote": "maybe"})
     assert "auto, yes, no" in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "limit"), [(None, 1 << 30), (5000, 5000), ("5000", 5000), ("2K", 2048),
+                                              ("3M", 3 << 20), (" 4g ", 4 << 30), ("1G", 1 << 30)])
+def test_max_download_is_bytes_with_an_optional_suffix(value: object, limit: int) -> None:
+    """The cap on a download without a pinned size (tasks.inputs.lockfile.DOWNLOAD_MAX by default)."""
+    assert Settings.from_mapping({} if value is None else {"max_download": value}).max_download == limit
+
+
+@pytest.mark.parametrize("value", [0, -1, "0", "abc", "", "1.5G", 1.5, True, "2X", [2], {"a": 1}])
+def test_a_max_download_that_is_not_a_size_is_one_line(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^config compatbuild\.max_download must be a whole number of bytes "
+                                          r"above 0 \(a K, M or G suffix allowed: 2G\), not .*$"):
+        Settings.from_mapping({"max_download": value})

@@ -1,14 +1,20 @@
 /* compatbuild smoke harness: dlopen(path, RTLD_NOW) each library, optionally call a symbol.
  *
- *   compatbuild-smoke [--symbol NAME] LIB...
+ *   compatbuild-smoke [--preload LIB]... [--symbol NAME | --optional-symbol NAME] LIB...
  *
  * RTLD_NOW resolves every undefined symbol at load time, so a library that needs a newer
  * glibc fails here with the loader's own words, exactly as a host program would see it.
- * Exit status: 0 all loaded (and called); 2 usage; 3 dlopen failed; 4 symbol missing.
+ * Each --preload (a stub of the host's API, or the host's real library) is loaded first
+ * with RTLD_NOW | RTLD_GLOBAL, so its symbols are there for the libraries, as a host
+ * program's own symbols are for a plugin it loads.
+ * Exit status: 0 all loaded (and called); 2 usage; 3 dlopen failed; 4 symbol missing;
+ * 5 a preload failed.
  */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
+
+#define USAGE "usage: %s [--preload LIB]... [--symbol NAME | --optional-symbol NAME] LIB...\n"
 
 int main(int argc, char **argv)
 {
@@ -23,13 +29,20 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--optional-symbol") == 0 && i + 1 < argc) {
             symbol = argv[++i];
             optional = 1;
+        } else if (strcmp(argv[i], "--preload") == 0 && i + 1 < argc) {
+            const char *preload = argv[++i];
+            if (dlopen(preload, RTLD_NOW | RTLD_GLOBAL) == NULL) {
+                fprintf(stderr, "smoke: preload %s: %s\n", preload, dlerror());
+                return 5;
+            }
+            printf("smoke: preloaded %s\n", preload);
         } else {
-            fprintf(stderr, "usage: %s [--symbol NAME | --optional-symbol NAME] LIB...\n", argv[0]);
+            fprintf(stderr, USAGE, argv[0]);
             return 2;
         }
     }
     if (i >= argc) {
-        fprintf(stderr, "usage: %s [--symbol NAME | --optional-symbol NAME] LIB...\n", argv[0]);
+        fprintf(stderr, USAGE, argv[0]);
         return 2;
     }
     for (; i < argc; i++) {

@@ -15,7 +15,10 @@ package outside it read-only (:mod:`tasks.backends.sources`), each at its *own a
 path*, so cargo's relative ``path = "../common"`` stays valid; ``<cache>/cargo-home`` at
 /cargo and the target dir at /target. Registry dependencies are fetched by the image's own
 cargo (:mod:`tasks.backends.fetch`). cargo's human output (stderr) streams live; its JSON
-messages (stdout) name the artifacts. When none of the build container's inputs changed
+messages (stdout) name the artifacts. On a local daemon cargo runs by ``docker exec`` in a
+warm container kept per (image, mounts, user) for ``compatbuild.warm_idle`` seconds
+(:meth:`tasks.builder.docker_client.Docker.run_warm`; ``--no-warm``: a new container each
+time), which saves the container's start (0.65 s against 0.12 s here). When none of the build container's inputs changed
 since the last build and its copies are intact (:mod:`tasks.backends.uptodate`), no
 container runs and nothing is said.
 """
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from tasks.backends import uptodate
+from tasks.backends import cross, uptodate
 from tasks.backends.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.backends.fetch import cargo_error, ensure_fetched
 from tasks.backends.outputs import (
@@ -43,10 +46,11 @@ from tasks.backends.outputs import (
 )
 from tasks.backends.sources import Sources, find_sources
 from tasks.builder.docker_client import Docker
-from tasks.builder.transport import Bind, Mount, for_daemon
+from tasks.builder.transport import Bind, Mount, Warm, for_daemon
 from tasks.errors import CargoError, CrateError
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
+from tasks.store import digest_of
 
 # Folders of the image that a crate mounted at its own path must not cover.
 RESERVED = ("/bin", "/cargo", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys",
@@ -75,7 +79,7 @@ def build_crate(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, opt
     ensure_fetched(tp, image, info.name, sources, home, mounts=mounts, workdir=workdir,
                    user=user, on_line=on_line)
 
-    cmd = ["cargo", "build", "--offline", *cargo_flags(info, opts)]
+    cmd = ["cargo", "build", "--offline", *cross.cargo_target(lock), *cargo_flags(info, opts)]
     outputs_root = opts.out_root(settings)  # every target's copies
     out_dir = output_dir(outputs_root, lock)
     inputs, files = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(outputs_root, settings.cache),
@@ -85,8 +89,10 @@ def build_crate(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, opt
     fresh = libraries is None
     touched = not fresh and files != uptodate.known_files(target)  # same bytes, new stat: keep the new table
     if libraries is None:
+        warm = Warm(digest_of({"workspace": str(info.root), "target": lock.target.name}), settings.warm_idle)
         libraries = _cargo_build(tp, image, info, cmd, target, out_dir, log=log, on_line=on_line,
-                                 mounts=mounts, workdir=workdir, user=user, glibc=lock.target.glibc)
+                                 mounts=mounts, workdir=workdir, user=user, lock=lock,
+                                 warm=warm if settings.warm_idle > 0 else None)
     # on a fresh copy the fix-up edits it; on a stamped one it only reads (nothing left to change)
     result = finish(libraries, info, lock, out_dir, opts, image=image, started=started)
     if fresh or touched:
@@ -99,22 +105,26 @@ def build_crate(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, opt
 
 def _cargo_build(tp: Bind, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,
                  *, log: Log, on_line: Log, mounts: list[Mount], workdir: str, user: str,
-                 glibc: str) -> tuple[Path, ...]:
+                 lock: Lockfile, warm: Warm | None) -> tuple[Path, ...]:
     """Run cargo in the build container (no network); copy the cdylibs it names into ``out_dir``.
 
-    On a remote daemon the cdylibs come back from its target volume into ``target`` first.
+    With ``warm`` (a local daemon), by ``docker exec`` in the container kept for this crate
+    workspace and target; else in a new container. On a remote daemon the cdylibs come back
+    from its target volume into ``target`` first.
     """
-    log(f"Building {info.name} in {image} (glibc {glibc})")
+    how = f", cross-linked for {lock.target.arch}" if lock.target.cross_from else ""
+    log(f"Building {info.name} in {image} (glibc {lock.target.glibc}{how})")
 
     def outputs(stdout: str) -> list[tuple[str, Path]]:
         return [("/target/" + p.relative_to(target).as_posix(), p) for p in _cdylibs(stdout, target)]
 
     status, stdout, stderr = tp.run_split(
         image, cmd, mounts, bring_back=outputs, on_stderr=on_line, user=user, working_dir=workdir,
-        environment={"CARGO_TERM_COLOR": "never"}, network_disabled=True,
+        environment={"CARGO_TERM_COLOR": "never", **cross.environment(lock)}, network_disabled=True, warm=warm,
     )
     if status != 0:
-        raise CargoError(f"cargo build of {info.name} failed: {cargo_error(stderr, status)}")
+        raise cross.cross_error(info.name, lock, stderr) or CargoError(
+            f"cargo build of {info.name} failed: {cargo_error(stderr, status)}")
     built = _cdylibs(stdout, target)
     if not built:
         raise CrateError(f"cargo built no cdylib for {info.name}; {ADD_CDYLIB}")

@@ -32,6 +32,8 @@ STAMPS = ".compatbuild-fetched"
 CA_INSIDE = "/etc/compatbuild-host-ca.crt"
 _PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# a failed link's cause, as zig's lld, GNU ld and lld word it
+_LINK_CAUSE = re.compile(r"unable to find|cannot find -l|undefined symbol:|undefined reference to")
 Log = Callable[[str], None]
 
 
@@ -96,15 +98,35 @@ def host_ca_bundle() -> Path | None:
     return None
 
 
+_FRAME = re.compile(r"^(\d+: |at )")  # a line of anyhow's "Stack backtrace:" (RUST_BACKTRACE=1)
+
+
+def _without_backtraces(lines: list[str]) -> list[str]:
+    """``lines`` without anyhow's backtraces, whose last frame ("13: <unknown>") says nothing."""
+    kept: list[str] = []
+    tracing = False
+    for line in lines:
+        if line == "Stack backtrace:":
+            tracing = True
+        elif not (tracing and (not line or _FRAME.match(line))):
+            tracing = False
+            kept.append(line)
+    return kept
+
+
 def cargo_error(stderr: str, status: int) -> str:
     """cargo's first error line, its root cause and its summary line, as one line."""
-    lines = [_ANSI.sub("", ln).strip() for ln in stderr.splitlines()]
-    errors = [ln for ln in lines if ln.startswith("error")]
+    lines = _without_backtraces([_ANSI.sub("", ln).strip() for ln in stderr.splitlines()])
+    errors = [ln for ln in lines if ln.startswith(("error", "Error:"))]  # Error: anyhow's (cargo-zigbuild)
     if not errors:
         tail = [ln for ln in lines if ln]
         return tail[-1] if tail else f"exit status {status}"
     first, last = errors[0], errors[-1]
     extra = []
+    if first.startswith("error: linking with"):  # the linker's own words are in its notes
+        cause = next((ln.removeprefix("note: ").strip() for ln in lines if _LINK_CAUSE.search(ln)), "")
+        if cause:
+            extra.append(f"cause: {cause}")
     if "Caused by:" in lines:  # cargo's chain of causes: the last one is the root
         after = lines[len(lines) - lines[::-1].index("Caused by:"):]
         cause = next((ln for ln in after if ln), "")

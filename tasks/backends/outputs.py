@@ -6,6 +6,13 @@
 Each backend runs cargo its own way, hands the cdylibs cargo's JSON messages name
 (:func:`cdylib_files`) to :func:`copy_out`, and ends in :func:`finish`: the weak-version
 fix-up, the record `smoke` and `audit` default to, and the :class:`BuildResult`.
+
+An output folder is not only compatbuild's: ``--out DIR`` may name a folder of the user's.
+So every name compatbuild writes there is listed first in the folder's marker
+(:data:`MARKER`), and a file that exists under a name the marker does not list (the user's
+own ``libhello.so`` or ``last-build.json``) is never replaced: :class:`OutputError`, exit 12,
+as for every other output (:mod:`tasks.atomic`). A folder written before the marker existed
+is known by its own record, whose libraries are adopted as compatbuild's.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from tasks.atomic import copy_atomic, write_atomic
+from tasks.atomic import copy_atomic, lock_for, read_stamp, write_atomic
 from tasks.backends.crate import CrateInfo
 from tasks.elf.audit import LibraryAudit
 from tasks.elf.fixup import FixupReport, fix_weak_needs
@@ -27,6 +34,7 @@ from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
 
 RECORD = "last-build.json"
+MARKER = ".compatbuild-outputs.json"  # every name compatbuild wrote into an output folder
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class LastBuild:
     crate: Path
     image_tag: str
     built_at: str
+    backend: str = "docker"  # which backend built them: docker or zig
 
 
 def cargo_home(settings: Settings) -> Path:
@@ -106,7 +115,41 @@ def write_record(out_dir: Path, libraries: Sequence[Path], info: CrateInfo, lock
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
     }
+    claim(out_dir, [RECORD])
     write_atomic(out_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def claim(out_dir: Path, names: Sequence[str]) -> None:
+    """List ``names`` in ``out_dir``'s marker before they are written; OutputError (nothing
+    written) when one of them exists there and compatbuild did not make it."""
+    marker = out_dir / MARKER
+    try:
+        with lock_for(marker):
+            stamp = read_stamp(out_dir, MARKER)
+            files = stamp.get("files") if isinstance(stamp, dict) else None
+            ours = {str(n) for n in files} if isinstance(files, list) else _recorded(out_dir)
+            for name in names:
+                path = out_dir / name
+                if name not in ours and (path.exists() or path.is_symlink()):
+                    raise OutputError(f"{path} exists and was not made by compatbuild; refusing to replace "
+                                      "it (remove it yourself or choose another --out)")
+            if files is None or not set(names) <= ours:
+                write_atomic(marker, (json.dumps({"files": sorted(ours | set(names))}) + "\n").encode())
+    except OSError as exc:
+        raise OutputError(f"cannot write into {out_dir}: {exc.strerror or exc}") from None
+
+
+def _recorded(out_dir: Path) -> set[str]:
+    """What a folder written before :data:`MARKER` existed holds of compatbuild's: its record
+    (when it reads as one) and the libraries it names in that folder; else nothing."""
+    try:
+        data = json.loads((out_dir / RECORD).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict) or not {"libraries", "crate", "image", "target"} <= set(data) \
+            or not isinstance(data["libraries"], list):
+        return set()
+    return {RECORD} | {Path(str(p)).name for p in data["libraries"] if Path(str(p)).parent == out_dir}
 
 
 def last_build(out: Path, target: str | None = None) -> LastBuild:
@@ -125,7 +168,8 @@ def last_build(out: Path, target: str | None = None) -> LastBuild:
     try:
         data = json.loads(path.read_text())
         libs = tuple(Path(p) for p in data["libraries"])
-        found = LastBuild(libs, Path(data["crate"]), str(data["image"]), str(data["time"]))
+        found = LastBuild(libs, Path(data["crate"]), str(data["image"]), str(data["time"]),
+                          str(data.get("backend", "docker")))
     except FileNotFoundError:
         what = f" for {target}" if target else ""
         raise OutputError(f"no build recorded{what} in {out}; run `invoke build` first") from None
@@ -160,7 +204,9 @@ def cdylib_files(stdout: str) -> list[PurePosixPath]:
 
 
 def copy_out(lib: Path, out_dir: Path) -> Path:
-    """Copy a built library into ``out_dir`` through the atomic-output primitive."""
+    """Copy a built library into ``out_dir`` through the atomic-output primitive; OutputError
+    when ``out_dir`` holds a file of its name, or a record, that compatbuild did not make."""
+    claim(out_dir, [lib.name, RECORD])  # the record too: refused before any library is replaced
     try:
         return copy_atomic(lib, out_dir / lib.name, mode=0o755)
     except OSError as exc:

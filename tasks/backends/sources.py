@@ -103,4 +103,8 @@ def _path_deps(data: dict[str, Any], base: Path) -> Iterator[Path]:
             continue
         for dep in table.values():
             if isinstance(dep, dict) and isinstance(dep.get("path"), str):
-                yield (base / dep["path"]).resolve()
+                try:
+                    yield (base / dep["path"]).resolve()
+                except (RuntimeError, OSError) as exc:  # a symlink loop: "Symlink loop from ..."
+                    raise CrateError(f"{base / 'Cargo.toml'}: path dependency {dep['path']!r} cannot be "
+                                     f"resolved: {exc}") from None

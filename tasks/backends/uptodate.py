@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tasks.atomic import read_stamp, write_atomic
-from tasks.store import sha256_file
+from tasks.store import identity, sha256_file
 
 STAMP = ".compatbuild-build.json"
 SKIP_DIRS = (".git",)
@@ -59,7 +59,7 @@ def listing(folders: Sequence[Path], *, exclude: Sequence[Path] = (), known: Map
                 path = os.path.join(here, name)
                 try:
                     st = os.lstat(path)
-                    key: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+                    key: list[object] = list(identity(st))
                     row = known.get(path)
                     if isinstance(row, list) and len(row) == 6 and row[:5] == key and isinstance(row[5], str):
                         digest = row[5]

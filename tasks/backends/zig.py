@@ -1,14 +1,19 @@
 """The zig backend: build a crate's cdylibs with the host's cargo and cargo-zigbuild, no Docker.
 
-    crate ──► cargo-zigbuild build --target x86_64-unknown-linux-gnu.<target glibc>
+    crate ──► cargo-zigbuild build --target <arch>-unknown-linux-gnu.<target glibc>
           ──► <out>/<target>/lib*.so (+ last-build.json), fixed up like the image's builds
 
-cargo-zigbuild and zig come from the pinned wheels (:mod:`tasks.backends.zigtools`); rustc
-and cargo are the host's (a rustup toolchain with the x86_64-unknown-linux-gnu std). zig
+The triple is the target's arch's (:mod:`tasks.arches`): ``x86_64-unknown-linux-gnu`` or, for
+an ``arch = "aarch64"`` target, ``aarch64-unknown-linux-gnu``, cross-compiled from this x86_64
+machine with no Docker and no other toolchain. cargo-zigbuild and zig come from the pinned
+wheels (:mod:`tasks.backends.zigtools`); rustc and cargo are the host's (a rustup toolchain
+with the triple's std: ``rustup target add aarch64-unknown-linux-gnu``). zig
 links against stub libraries generated for the target glibc, and the ``cc`` crate's C code
 is compiled by ``zig cc`` for that glibc too, so no symbol newer than the target can leak
-from the host. Everything zig and cargo-zigbuild cache goes under ``<cache>/zig``; the
-registry under ``<cache>/cargo-home``; the target dir is
+from the host; build scripts see no pkg-config database (``PKG_CONFIG_LIBDIR`` is an empty
+folder), so none can hand the link this machine's libraries (a crate's own variables, such as
+``SQLITE3_LIB_DIR``, still reach its build script). Everything zig and cargo-zigbuild cache
+goes under ``<cache>/zig``; the registry under ``<cache>/cargo-home``; the target dir is
 ``<cache>/targets/<target>/<crate>-<hash>-zig`` (incremental: a rebuild after touching one
 file is cargo's own). Same outputs, same record and same fix-up as the image builds, so the
 audit and smoke steps cannot tell the backends apart, except by the record's ``backend``.
@@ -21,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from tasks import arches
 from tasks.backends.crate import ADD_CDYLIB, inspect_crate
 from tasks.backends.fetch import cargo_error
 from tasks.backends.outputs import (
@@ -41,7 +47,9 @@ from tasks.proc import last_line, stream
 from tasks.proc import run as proc_run
 from tasks.settings import Settings
 
-TRIPLE = "x86_64-unknown-linux-gnu"
+TRIPLE = arches.X86_64.rust_triple  # the default target's; a target's own is arches.get(arch).rust_triple
+_HOST_PKG_CONFIG = ("PKG_CONFIG_PATH_", "PKG_CONFIG_LIBDIR_", "PKG_CONFIG_SYSROOT_DIR_", "HOST_PKG_CONFIG",
+                    "TARGET_PKG_CONFIG")  # the pkg-config crate's per-target variants
 BUILD_DEADLINE = 4 * 3600.0  # seconds one cargo-zigbuild run may take (then it is killed)
 Log = Callable[[str], None]
 
@@ -49,8 +57,15 @@ Log = Callable[[str], None]
 def zig_env(settings: Settings, tools: ZigTools) -> dict[str, str]:
     """The environment cargo-zigbuild runs in: the pinned zig, every cache under compatbuild's."""
     zig_cache = settings.cache / "zig" / "cache"
+    no_pc = settings.cache / "zig" / "no-pkg-config"  # an empty folder: pkg-config finds nothing
+    no_pc.mkdir(parents=True, exist_ok=True)
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith(_HOST_PKG_CONFIG)},
+        # build scripts run here, on the host: its pkg-config would hand them this machine's
+        # libraries (libsqlite3-sys asked for -lsqlite3, which zig cannot link for the target)
+        "PKG_CONFIG_LIBDIR": str(no_pc),
+        "PKG_CONFIG_PATH": "",
+        "PKG_CONFIG_SYSROOT_DIR": str(no_pc),
         "CARGO_ZIGBUILD_ZIG_PATH": str(tools.zig),
         # cargo-zigbuild tries `python3 -m ziglang` before CARGO_ZIGBUILD_ZIG_PATH: a user's
         # own ziglang would win over the pin (and pyenv shims cost ~1.5 s). Not executable:
@@ -94,15 +109,16 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
     glibc = lock.target.glibc
     tools.check_glibc(glibc)
     env = zig_env(settings, tools)
-    check_rust_std(env)
+    triple = arches.get(lock.target.arch).rust_triple
+    check_rust_std(env, triple)
     info = inspect_crate(crate)
     tdir = target_dir(settings, lock, info)
     tdir = tdir.with_name(f"{tdir.name}-zig")
     for d in (tdir, cargo_home(settings)):
         d.mkdir(parents=True, exist_ok=True)
-    cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{TRIPLE}.{glibc}", "--target-dir", str(tdir),
+    cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{triple}.{glibc}", "--target-dir", str(tdir),
            *cargo_flags(info, opts)]
-    log(f"Building {info.name} with zig for glibc {glibc} ({tools.versions})")
+    log(f"Building {info.name} with zig for {triple} glibc {glibc} ({tools.versions})")
     status, stdout, stderr = stream(cmd, what=f"building {info.name} with zig", timeout=BUILD_DEADLINE,
                                     on_stderr=on_line, cwd=info.root, env=env)
     if status != 0:

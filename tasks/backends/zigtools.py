@@ -4,10 +4,12 @@ Both wheels are ``[[artifact]]`` entries of the lockfile, fetched and sha256-che
 normal download/verify path (:func:`tasks.pipeline.inputs_ready`); this module only
 unpacks them, each into its own ``<cache>/zig/<name>-<sha256 prefix>/`` through
 :func:`tasks.atomic.ensure_dir`, and never into a Python environment. While unpacking,
-every file is checked against the wheel's own ``RECORD`` (sha256 per file) and its size and
-mtime are written to a manifest; each later use stats every file against that manifest and
-re-hashes any that changed, so a deleted or edited file in the cache is a one-line
-:class:`~tasks.errors.ZigError` instead of a strange compiler failure.
+every file is checked against the wheel's own ``RECORD`` (sha256 per file) and its
+:func:`tasks.store.identity` (size, mtime, ctime, inode, device, as verify's stamps key a
+file) is written to a manifest; each later use stats every file against that manifest and
+re-hashes any whose identity changed, so a deleted or edited file in the cache (one put
+back to its old size and mtime included) is a one-line :class:`~tasks.errors.ZigError`
+instead of a strange compiler failure, or a replaced tool that runs.
 
 The glibc versions the pinned zig can target are read from its own
 ``lib/libc/glibc/abilists``.
@@ -29,11 +31,12 @@ from pathlib import Path, PurePosixPath
 from tasks.atomic import ensure_dir
 from tasks.errors import NotDownloaded, OutputError, ZigError, ZigTargetError
 from tasks.inputs.lockfile import Artifact, Lockfile
-from tasks.store import Store
+from tasks.store import Store, identity, sha256_file
 
 ARTIFACTS = ("cargo-zigbuild", "ziglang")  # the lockfile artifacts the zig backend needs
 STAMP = ".compatbuild-wheel.json"
 MANIFEST = ".compatbuild-files.json"
+MANIFEST_VERSION = 2  # 2: [sha256, *identity]; 1 held size and mtime only (an install of it is remade)
 RUST_FLOOR = (2, 17)  # Rust std's own glibc floor on x86_64-unknown-linux-gnu
 Log = Callable[[str], None]
 
@@ -73,6 +76,10 @@ def install(lock: Lockfile, store: Store, cache: Path, *, log: Log = print) -> Z
     zig = roots["ziglang"] / "ziglang" / "zig"
     if not scripts or not zig.is_file():
         raise ZigError(f"the pinned wheels hold no cargo-zigbuild or ziglang/zig ({', '.join(versions)})")
+    for exe, root in ((scripts[0], roots["cargo-zigbuild"]), (zig, roots["ziglang"])):
+        if not os.access(exe, os.X_OK):  # its bytes are the wheel's, but cargo-zigbuild could not run it
+            raise ZigError(f"zig in the cache cannot be run: {exe} is not executable; "
+                           f"remove {root} and run again to reinstall it")
     abilists = roots["ziglang"] / "ziglang" / "lib" / "libc" / "glibc" / "abilists"
     return ZigTools(scripts[0], zig, ", ".join(versions), glibc_versions(abilists.read_bytes()))
 
@@ -90,7 +97,8 @@ def install_wheel(artifact: Artifact, store: Store, cache: Path, *, log: Log = p
         _unpack(wheel, tmp, filename)
 
     try:
-        ensure_dir(dest, {"wheel": filename, "sha256": artifact.sha256}, fill, stamp_name=STAMP,
+        ensure_dir(dest, {"wheel": filename, "sha256": artifact.sha256, "manifest": MANIFEST_VERSION},
+                   fill, stamp_name=STAMP,
                    before=lambda: log(f"Installing {filename} into {dest}"))
     except OSError as exc:
         raise OutputError(f"cannot install {filename} into {dest}: {exc.strerror or exc}") from None
@@ -137,16 +145,15 @@ def _unpack(wheel: Path, tmp: Path, label: str) -> None:
             if want and h.hexdigest() != want:
                 raise ZigError(f"{label}: {info.filename} does not match the wheel's RECORD")
             path.chmod(0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
-            st = path.stat()
-            manifest[info.filename] = [h.hexdigest(), st.st_size, st.st_mtime_ns]
+            manifest[info.filename] = [h.hexdigest(), *identity(path.stat())]
     (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
 
 
 def check_install(root: Path) -> None:
     """ZigError unless every file of the install is there and has its recorded bytes.
 
-    A file whose size and mtime match the manifest is taken as unchanged (a stat each);
-    any other is hashed and compared with the sha256 recorded from the wheel's RECORD.
+    A file whose :func:`~tasks.store.identity` matches the manifest is taken as unchanged (a
+    stat each); any other is hashed and compared with the sha256 recorded from the wheel's RECORD.
     """
     try:
         manifest = json.loads((root / MANIFEST).read_text())
@@ -154,22 +161,20 @@ def check_install(root: Path) -> None:
         raise ZigError(f"zig in the cache is incomplete: {root} has no {MANIFEST}; "
                        f"remove {root} and run again to reinstall it") from None
     prefix = f"{root}/"
-    for name, (sha, size, mtime) in manifest.items():
+    for name, entry in manifest.items():
+        sha, key = (entry[0], entry[1:]) if isinstance(entry, list) and entry else ("", [])
         try:
             st = os.stat(prefix + name)  # a plain stat per file: ~20k of them for zig
         except OSError:
             raise ZigError(f"zig in the cache is missing {prefix + name}; remove {root} and run again "
                            "to reinstall it") from None
-        if st.st_size == size and st.st_mtime_ns == mtime:
+        if key == identity(st):
             continue
         path = Path(prefix + name)
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        if h.hexdigest() != sha:
-            raise ZigError(f"zig in the cache is corrupt: {path} has sha256 {h.hexdigest()[:16]}…, "
-                           f"its wheel says {sha[:16]}…; remove {root} and run again to reinstall it")
+        got = sha256_file(path)
+        if got != sha:
+            raise ZigError(f"zig in the cache is corrupt: {path} has sha256 {got[:16]}…, "
+                           f"its wheel says {str(sha)[:16]}…; remove {root} and run again to reinstall it")
 
 
 def glibc_versions(abilists: bytes) -> tuple[str, ...]:

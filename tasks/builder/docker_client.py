@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,7 @@ from docker.models.containers import Container
 from docker.models.images import Image
 
 from tasks.errors import DockerError, RegistryError, StageBuildError, redact
+from tasks.store import digest_of
 
 LABEL_PREFIX = "org.compatbuild"
 _HOST = os.uname().nodename
@@ -319,6 +320,8 @@ class Docker:
         except docker.errors.APIError:
             return removed
         for c in mine:
+            if WARM_LABEL in (c.labels or {}) and c.status == "running":
+                continue  # a warm container outlives its maker; it stops itself when idle
             pid = (c.labels or {}).get(f"{LABEL_PREFIX}.pid", "")
             if pid.isdigit() and not _alive(int(pid)):
                 _remove_container(c)
@@ -338,23 +341,8 @@ class Docker:
 
         ``collect(container)`` runs after it exited, before it is removed (to fetch files out).
         """
-        out: list[str] = []
         with self.container(image, command, **kwargs) as c:
-            buf = b""
-            for data in c.logs(stream=True, follow=True):
-                buf += data
-                *lines, buf_s = buf.split(b"\n")
-                buf = buf_s
-                for raw in lines:
-                    line = raw.decode(errors="replace")
-                    out.append(line)
-                    if on_line:
-                        on_line(line)
-            if buf:
-                line = buf.decode(errors="replace")
-                out.append(line)
-                if on_line:
-                    on_line(line)
+            out = _lines(c.logs(stream=True, follow=True), on_line)
             status = c.wait().get("StatusCode", 1)
             if collect is not None:
                 collect(c)
@@ -375,21 +363,9 @@ class Docker:
         (``cargo --message-format=json-render-diagnostics``). stdout is read once the
         container has exited; ``collect(container, stdout)`` runs then, before it is removed.
         """
-        err: list[str] = []
         with self.container(image, command, **kwargs) as c:
             try:
-                buf = b""
-                for data in c.logs(stream=True, follow=True, stdout=False, stderr=True):
-                    buf += data
-                    *lines, buf = buf.split(b"\n")
-                    for raw in lines:
-                        err.append(raw.decode(errors="replace"))
-                        if on_stderr:
-                            on_stderr(err[-1])
-                if buf:
-                    err.append(buf.decode(errors="replace"))
-                    if on_stderr:
-                        on_stderr(err[-1])
+                err = _lines(c.logs(stream=True, follow=True, stdout=False, stderr=True), on_stderr)
                 status = c.wait().get("StatusCode", 1)
                 out = c.logs(stdout=True, stderr=False).decode(errors="replace")
                 if collect is not None:
@@ -397,6 +373,173 @@ class Docker:
             except docker.errors.APIError as exc:
                 raise DockerError(f"docker: running {image}: {_why(exc)}") from None
         return int(status), out, "\n".join(err)
+
+
+    # ------------------------------------------------------------------------- warm containers
+
+    def run_warm(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        slot: str,
+        idle: int,
+        user: str,
+        volumes: Mapping[str, Mapping[str, str]],
+        working_dir: str,
+        environment: Mapping[str, str] | None = None,
+        network_disabled: bool = True,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> tuple[int, str, str]:
+        """``command`` by ``docker exec`` in the warm container for (``image``'s id, ``volumes``,
+        ``user``, network); (status, stdout, stderr), stderr lines streamed live.
+
+        The container is made on first use (named by that key, so concurrent runs share one)
+        and stops, removing itself, after ``idle`` seconds without an exec (its own watchdog,
+        :data:`WATCHDOG`). Another warm container of the same ``slot`` (crate workspace and
+        target) whose key differs (a new image, other mounts) is stopped. An exec that finds
+        its container gone (it just idled out) starts a new one, once.
+        """
+        found = self.image(image)
+        if found is None:
+            raise DockerError(f"docker: image {image} not found")
+        key = _warm_key(str(found.id), volumes, user, network_disabled)
+        for attempt in (1, 2):
+            c = self._warm(image, key=key, slot=slot, idle=idle, user=user, volumes=volumes,
+                           network_disabled=network_disabled)
+            try:
+                return self._exec_split(c, [*BUSY_WRAPPER, *command], user=user, working_dir=working_dir,
+                                        environment=environment, on_stderr=on_stderr)
+            except _Gone:
+                if attempt == 2:
+                    raise DockerError(f"docker: the warm container of {image} stopped twice during a run; "
+                                      "build with --no-warm") from None
+        raise AssertionError("unreachable")
+
+    def _warm(self, image: str, *, key: str, slot: str, idle: int, user: str,
+              volumes: Mapping[str, Mapping[str, str]], network_disabled: bool) -> Container:
+        name = f"compatbuild-warm-{key[:24]}"
+        try:
+            for other in self.client.containers.list(filters={"label": [f"{WARM_LABEL}.slot={slot}"]}):
+                if (other.labels or {}).get(WARM_LABEL) != key:
+                    _remove_container(other)  # its image or mounts changed: it cannot be reused
+            try:
+                c = self.client.containers.get(name)
+                if c.status == "running":
+                    return c
+                _remove_container(c)  # created but never started (its maker was killed), or exiting
+            except docker.errors.NotFound:
+                pass
+            try:
+                c = self.client.containers.create(
+                    image, ["sh", "-c", WATCHDOG, "watchdog", str(int(idle))], name=name, user=user,
+                    volumes={k: dict(v) for k, v in volumes.items()}, network_disabled=network_disabled,
+                    labels={**_owner_labels(), WARM_LABEL: key, f"{WARM_LABEL}.slot": slot}, auto_remove=True,
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another run made it first; use theirs
+                    raise
+                c = self.client.containers.get(name)
+            if c.status != "running":
+                try:
+                    c.start()
+                except docker.errors.APIError as exc:  # both started it at once: fine if it runs
+                    c.reload()
+                    if c.status != "running":
+                        raise DockerError(f"docker: cannot start a warm container of {image}: {_why(exc)}") from None
+            return c
+        except docker.errors.ImageNotFound:
+            raise DockerError(f"docker: image {image} not found") from None
+        except docker.errors.APIError as exc:
+            raise DockerError(f"docker: cannot start a warm container of {image}: {_why(exc)}") from None
+
+    def _exec_split(self, c: Container, command: Sequence[str], *, user: str, working_dir: str,
+                    environment: Mapping[str, str] | None,
+                    on_stderr: Callable[[str], None] | None) -> tuple[int, str, str]:
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(c.id, list(command), stdout=True, stderr=True, user=user,
+                                      workdir=working_dir, environment=dict(environment or {}))["Id"]
+            out: list[bytes] = []
+
+            def stderr_of(pairs: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[bytes]:
+                for stdout, stderr in pairs:  # demux: (stdout, stderr) chunks as they come
+                    if stdout:
+                        out.append(stdout)
+                    if stderr:
+                        yield stderr
+
+            err = _lines(stderr_of(api.exec_start(exec_id, stream=True, demux=True)), on_stderr)
+            status = api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.NotFound:
+            raise _Gone() from None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # "container is not running": it idled out just now
+                raise _Gone() from None
+            raise DockerError(f"docker: running in a warm container: {_why(exc)}") from None
+        if status is None or (status == 137 and not _running(c)):
+            raise _Gone()  # the container went away while the command ran
+        return int(status), b"".join(out).decode(errors="replace"), "\n".join(err)
+
+
+WARM_LABEL = f"{LABEL_PREFIX}.warm"
+# PID 1 of a warm container: exits (and --rm removes the container) after $1 seconds in which
+# no exec ran. Each exec marks itself busy by a file named with its pid (BUSY_WRAPPER); a
+# marker whose process is gone (killed inside) is dropped, so a crash never keeps it alive.
+WATCHDOG = r"""
+idle=$1; last=/tmp/.compatbuild-warm-last; : > "$last"
+trap 'exit 0' TERM INT
+while sleep 1; do
+  busy=0
+  for m in /tmp/.compatbuild-warm-busy.*; do
+    [ -e "$m" ] || continue
+    if kill -0 "${m##*.}" 2>/dev/null; then busy=1; else rm -f "$m"; fi
+  done
+  if [ "$busy" = 1 ]; then : > "$last"; continue; fi
+  now=$(date +%s); then=$(stat -c %Y "$last" 2>/dev/null || echo 0)
+  [ $((now - then)) -ge "$idle" ] && exit 0
+done
+"""
+BUSY_WRAPPER = ("sh", "-c", 'm=/tmp/.compatbuild-warm-busy.$$; : > "$m"; "$@"; s=$?; '
+                ': > /tmp/.compatbuild-warm-last; rm -f "$m"; exit $s', "compatbuild-exec")
+
+
+def _lines(chunks: Iterable[bytes], on_line: Callable[[str], None] | None) -> list[str]:
+    """The lines of a stream of byte chunks, each handed to ``on_line`` as soon as it is whole."""
+    lines: list[str] = []
+    buf = b""
+
+    def emit(raw: bytes) -> None:
+        lines.append(raw.decode(errors="replace"))
+        if on_line:
+            on_line(lines[-1])
+
+    for data in chunks:
+        buf += data
+        *whole, buf = buf.split(b"\n")
+        for raw in whole:
+            emit(raw)
+    if buf:
+        emit(buf)
+    return lines
+
+
+class _Gone(Exception):
+    """The warm container is not there (any more): make a new one."""
+
+
+def _running(c: Container) -> bool:
+    try:
+        c.reload()
+    except docker.errors.APIError:
+        return False
+    return bool(c.status == "running")
+
+
+def _warm_key(image_id: str, volumes: Mapping[str, Mapping[str, str]], user: str, network_disabled: bool) -> str:
+    """What a warm container is reused for: the image's id, its mounts, its user, its network."""
+    return digest_of({"image": image_id, "volumes": {k: dict(v) for k, v in volumes.items()}, "user": user,
+                      "network": not network_disabled})
 
 
 def get_file(c: Container, path: str) -> bytes | None:
@@ -443,16 +586,27 @@ def _why(exc: docker.errors.APIError) -> str:
     return str(getattr(exc, "explanation", None) or exc).strip().splitlines()[0]
 
 
+CONNECT_TIMEOUT = 15.0  # seconds for the daemon's first answer (its ping)
+API_TIMEOUT = 600  # seconds any later call may wait for an answer
+
+
 def connect() -> Docker:
     """Connect to the daemon named by DOCKER_HOST (or the default socket) and ping it."""
+    import requests.exceptions
+
     try:
-        client = docker.client.from_env(timeout=600)
+        client = docker.client.from_env(timeout=CONNECT_TIMEOUT)  # a daemon that never answers: bounded
         client.ping()
-    except docker.errors.DockerException as exc:
+        client.api.timeout = API_TIMEOUT  # then every call may take as long as a big image's layers do
+    except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError) as exc:
+        # ValueError: a DOCKER_HOST urllib cannot parse; RequestException: no first answer in time
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, requests.exceptions.Timeout) or "timed out" in reason:  # docker-py wraps it
+            reason = f"no answer within {CONNECT_TIMEOUT:g} s"
+        why = "not an address" if isinstance(exc, ValueError) else "is it running?"
         raise DockerError(
-            f"cannot reach the Docker daemon at {host} (is it running?): {reason}; "
+            f"cannot reach the Docker daemon at {host} ({why}): {reason}; "
             "`invoke build --backend zig` builds without Docker (and `invoke smoke --matrix` loads)"
         ) from None
     return Docker(client)

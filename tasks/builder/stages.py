@@ -3,6 +3,9 @@
     linker llvm:      base -> rpms -> make -> cmake -> llvm -> rust -> builder
     linker rust-lld:  base -> rpms -> rust -> builder (docker/builder-rust-lld)
                                 \\-> smoke (the dlopen harness, compiled by the target's gcc)
+    an aarch64 target (cross_from = "centos7"):
+                      <centos7's chain> -> builder -> cross (docker/cross-aarch64: the aarch64
+                      rust-std and the target's RPMs as a sysroot; tasks/backends/cross.py)
 
 A stage's tag is ``compatbuild/<stage>:<digest>`` where the digest covers the stage's
 Dockerfile folder, the sha256 of every artifact it copies in, and the parent's tag. So the
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.builder.docker_client import LABEL_PREFIX, Docker
-from tasks.errors import DockerError, LockfileError
+from tasks.errors import OFFLINE_HINT, DockerError, LockfileError
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import PROJECT_ROOT
 from tasks.store import Store, digest_of
@@ -64,6 +67,8 @@ STAGES_BY_LINKER: dict[str, tuple[Stage, ...]] = {
                  Stage("builder", "rust", folder="builder-rust-lld")),
 }
 STAGES = STAGES_BY_LINKER["llvm"]
+# An aarch64 target's builder: its cross_from target's builder plus the cross-link inputs.
+CROSS = Stage("cross", "builder", ("rust-std-aarch64",), rpms=True, folder="cross-aarch64")
 STAGE_NAMES = ("rpms", "make", "cmake", "llvm", "rust", "builder", "smoke")
 
 
@@ -135,8 +140,31 @@ def base_tag(lock: Lockfile) -> str:
     return f"{REPO}/base:{hashlib.sha256(pin.encode()).hexdigest()[:20]}"
 
 
+def host_lock(lock: Lockfile) -> Lockfile:
+    """The lockfile of the target whose x86_64 builder image ``lock``'s cross target builds in."""
+    from tasks.inputs import lockfile  # the loader, for the other target of the same file
+
+    return lockfile.load(lock.path, lock.target.cross_from, linker=lock.linker)
+
+
 def plan(lock: Lockfile, store: Store, upto: str) -> list[Plan]:
-    """Resolve each stage up to ``upto`` to its inputs and tag, without touching Docker."""
+    """Resolve each stage up to ``upto`` to its inputs and tag, without touching Docker.
+
+    A cross target (``cross_from``) has one chain: its build host's up to the builder, then
+    :data:`CROSS` with its own RPMs; no other stage of it can run on an x86_64 daemon.
+    """
+    if lock.target.cross_from:
+        if upto != "builder":
+            raise DockerError(f"{lock.target.name} is an {lock.target.arch} target: the docker backend makes only "
+                              f"its cross-linking builder, not a {upto} stage (that would be an "
+                              f"{lock.target.arch} image under qemu binfmt); smoke it with `invoke smoke --matrix`")
+        chain_plans = plan(host_lock(lock), store, "builder")
+        inputs = _folder_inputs(CROSS.dockerfile_dir)
+        for name in CROSS.artifacts:
+            a = lock.artifact(name)
+            inputs.append(Input(f"inputs/{name}/{a.filename}", a.sha256, store.path(a.sha256)))
+        inputs.extend(Input(f"rpms/{r.filename}", r.sha256, store.path(r.sha256)) for r in lock.rpms)
+        return [*chain_plans, Plan(CROSS, chain_plans[-1].tag, tuple(inputs))]
     plans: list[Plan] = []
     parent = base_tag(lock)
     for s in chain(upto, lock.linker):
@@ -182,7 +210,10 @@ def ensure_base(dk: Docker, lock: Lockfile, log: Log, *, registry: str = "") -> 
         image = dk.image(lock.base.pull_ref)
         if image is None:
             log(f"Pulling base image {lock.base.pull_ref}")
-            image = dk.pull(lock.base.pull_ref)
+            try:
+                image = dk.pull(lock.base.pull_ref)
+            except DockerError as exc:
+                raise DockerError(f"{exc}; {OFFLINE_HINT}") from None
     if image is None:
         raise DockerError(
             f"base image {lock.base.image} ({lock.base.id}) is not present and has no digest to "
@@ -275,11 +306,22 @@ def project_images(dk: Docker) -> list[tuple[str, str, str]]:
 
 
 def prune(dk: Docker, keep: set[str], log: Log = print) -> list[str]:
-    """Remove compatbuild images whose tag is not in ``keep`` (the current lockfile's)."""
+    """Remove compatbuild image tags not in ``keep`` (the current lockfile's); return them.
+
+    Only tags: an untagged image carrying our labels may be an intermediate layer of a stage
+    build running now (each inherits its parent's labels), and removing it would break that
+    build. A tag Docker refuses to remove (a container uses it) is kept and said, and the
+    others are still removed: prune never stops partway.
+    """
     removed = []
-    for _stage, t, image_id in project_images(dk):
-        if t not in keep:
-            dk.remove_image(t if t != "<untagged>" else image_id)
-            log(f"Removed {t}")
-            removed.append(t)
+    for _stage, t, _image_id in project_images(dk):
+        if t == "<untagged>" or t in keep:
+            continue
+        try:
+            dk.remove_image(t)
+        except DockerError as exc:
+            log(f"Kept {t}: {exc}")
+            continue
+        log(f"Removed {t}")
+        removed.append(t)
     return removed

@@ -44,6 +44,14 @@ class Mount:
     cache: str = ""  # a cache kept between runs; on a remote daemon the named volume compatbuild-<cache>
 
 
+@dataclass(frozen=True)
+class Warm:
+    """Run in a warm container (``docker exec``) of this ``slot``, stopped after ``idle`` s unused."""
+
+    slot: str
+    idle: int
+
+
 class Bind:
     """A local daemon: every mount is a bind mount; nothing travels."""
 
@@ -57,8 +65,16 @@ class Bind:
         return ""
 
     def run_split(self, image: str, command: Sequence[str], mounts: Sequence[Mount], *,
-                  bring_back: BringBack | None = None, **kwargs: Any) -> tuple[int, str, str]:
-        """``Docker.run_split`` with ``mounts``; ``bring_back`` is moot (the files are here)."""
+                  bring_back: BringBack | None = None, warm: Warm | None = None,
+                  **kwargs: Any) -> tuple[int, str, str]:
+        """``Docker.run_split`` with ``mounts``; ``bring_back`` is moot (the files are here).
+
+        With ``warm``, by ``docker exec`` in the warm container for these mounts
+        (:meth:`tasks.builder.docker_client.Docker.run_warm`) instead of a new container.
+        """
+        if warm is not None:
+            return self.dk.run_warm(image, command, slot=warm.slot, idle=warm.idle, volumes=_binds(mounts),
+                                    **kwargs)
         return self.dk.run_split(image, command, volumes=_binds(mounts), **kwargs)
 
     def run(self, image: str, command: Sequence[str], mounts: Sequence[Mount], **kwargs: Any) -> tuple[int, str]:
@@ -74,7 +90,9 @@ class Archive(Bind):
         return self.dk.daemon_id()
 
     def run_split(self, image: str, command: Sequence[str], mounts: Sequence[Mount], *,
-                  bring_back: BringBack | None = None, **kwargs: Any) -> tuple[int, str, str]:
+                  bring_back: BringBack | None = None, warm: Warm | None = None,
+                  **kwargs: Any) -> tuple[int, str, str]:
+        """A one-shot container even when ``warm`` is asked: files travel in with each run."""
         volumes, archives = self._prepare(image, mounts, kwargs.get("user"))
 
         def collect(c: Container, stdout: str) -> None:

@@ -15,7 +15,11 @@ from tasks.settings import DEFAULTS
 ns = Collection()
 ns.configure({"compatbuild": dict(DEFAULTS)})
 
-from tasks.cli import builder, crates, inputs  # noqa: E402
+from tasks.cli import builder, crates, inputs, startup  # noqa: E402
+from tasks.cli.common import _under_invoke  # noqa: E402
+
+if _under_invoke():  # invoke's tracebacks over a bad invoke.yaml, as one line (tasks/cli/startup.py)
+    startup.install()
 
 for module in (inputs, builder, crates):
     for t in module.TASKS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json as jsonlib  # `json` is also images' flag
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.tasks import Task, task
 
-from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, reports_errors, settings
+from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, json_document_on_failure, reports_errors, settings
 
 
 @task(
@@ -76,19 +75,19 @@ rust_ = _image_task("rust", "Build the image stages up to the pinned Rust toolch
 @reports_errors
 def images_(c: Context, lock: str = "", prune: bool = False, json: bool = False) -> None:
     """List this project's images (stage, tag, id); --prune removes stale ones."""
-    from tasks import pipeline
+    from tasks import pipeline, present
 
-    s = settings(c, lock)
-    if prune:
-        removed = pipeline.prune_images(s, log=_stderr if json else print)
-        if json:
-            print(jsonlib.dumps({"removed": removed}, indent=2))
+    with json_document_on_failure(json, "prune" if prune else "images"):
+        s = settings(c, lock)
+        if prune:
+            removed = pipeline.prune_images(s, log=_stderr if json else print)
         else:
-            print(f"Removed {len(removed)} image tag(s)")
+            rows = pipeline.project_images(s)
+    if prune:
+        print(present.pruned_json(removed) if json else f"Removed {len(removed)} image tag(s)")
         return
-    rows = pipeline.project_images(s)
     if json:
-        print(jsonlib.dumps({"images": [{"stage": st, "tag": t, "id": i} for st, t, i in rows]}, indent=2))
+        print(present.images_json(rows))
         return
     for stage_name, tag, image_id in rows:
         print(f"{stage_name:8} {tag:45} {image_id[7:19]}")

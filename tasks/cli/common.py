@@ -1,11 +1,19 @@
-"""What every invoke task shares: settings from config, and errors turned into exits."""
+"""What every invoke task shares: settings from config, and errors turned into exits.
+
+:func:`reports_errors` is the one place an error becomes an exit: a CompatError its one line
+and exit code, a disk error exit 1, an interrupt 130, and a closed stdout (``| head -1``) a
+quiet 141. With ``--json``, :func:`json_document_on_failure` prints a run's document also
+when the run ends before it has a result.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import select
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,7 +21,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from tasks.errors import CompatError, DockerError, redact
-from tasks.settings import Settings, env_overrides
+from tasks.settings import Settings, config_section, env_overrides
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +40,7 @@ def settings(c: Context, lock: str = "", *, target: str = "", linker: str = "") 
     each flag to the task it follows, so ``invoke download verify --lock L`` runs download
     on the default lockfile.
     """
-    cfg = dict(c.config.get("compatbuild", {})) if hasattr(c, "config") else {}
+    cfg = config_section(c.config.get("compatbuild", {})) if hasattr(c, "config") else {}
     prefix = str(getattr(getattr(c, "config", None), "_env_prefix", None) or "INVOKE_")
     cfg.update(env_overrides(os.environ, prefix))
     s = Settings.from_mapping(cfg, lock=lock, target=target, linker=linker)
@@ -62,27 +70,95 @@ def _warn_if_flags_went_elsewhere(s: Settings, *, given: dict[str, str]) -> None
     _resolved.append(mine)
 
 
+# A reader that stops early (`invoke audit | head -1`) closes the pipe under stdout. A C tool
+# then dies of SIGPIPE, which a shell reports as 141 (128 + 13): git, grep and coreutils end so.
+# compatbuild ends the same way, quietly with 141, and not with 0: the output was cut, and a
+# cut audit may not have reached its verdict (exit 10) yet, so 0 would turn an unknown into a
+# pass under `set -o pipefail`, while a shell without pipefail ignores 141 as for any other tool.
+CLOSED_STDOUT = 141
+
+
 def reports_errors(func: F) -> F:
-    """Turn a CompatError into ``invoke.Exit``: one line on stderr, the error's exit code."""
+    """Turn a CompatError into ``invoke.Exit``: one line on stderr, the error's exit code (see
+    :func:`failure`); a closed stdout into a quiet exit ``CLOSED_STDOUT``."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
-        except CompatError as exc:
-            raise Exit(f"compatbuild: {exc}", code=exc.exit_code) from None
-        except OSError as exc:  # a disk error in the cache or the output folder
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise Exit(redact(f"compatbuild: {where}{exc.strerror or _first_line(exc)}"), code=1) from None
-        except KeyboardInterrupt:
-            raise Exit("compatbuild: interrupted", code=130) from None
-        except Exception as exc:
-            if _lost_daemon(exc):  # docker-py talks HTTP to the daemon: one that dies mid-build lands here
-                raise Exit(f"compatbuild: lost the Docker daemon: {_first_line(exc)}",
-                           code=DockerError.exit_code) from None
+            result = func(*args, **kwargs)
+            sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's last flush
+            return result
+        except Exit:
+            _quiet_if_stdout_closed()
             raise
+        except BaseException as exc:
+            if _quiet_if_stdout_closed() and isinstance(exc, BrokenPipeError):
+                raise Exit(code=CLOSED_STDOUT) from None
+            found = failure(exc)
+            if found is None:  # a bug: its traceback is the report
+                raise
+            raise Exit(f"compatbuild: {found[0]}", code=found[1]) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line error (without ``compatbuild: ``) and exit code a task's exception ends in;
+    None for one that is a bug (it keeps its traceback)."""
+    if isinstance(exc, CompatError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError):  # a disk error in the cache or the output folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        return redact(f"{where}{exc.strerror or _first_line(exc)}"), 1
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, Exception) and _lost_daemon(exc):  # docker-py talks HTTP to the daemon
+        return f"lost the Docker daemon: {_first_line(exc)}", DockerError.exit_code
+    return None
+
+
+@contextmanager
+def json_document_on_failure(enabled: bool, document: str) -> Iterator[None]:
+    """With ``--json`` (``enabled``), a run that ends in an error before it has a result still
+    prints its ``document`` (``"ok": false``, the one-line error in ``"error"``, its lists empty:
+    :func:`tasks.present.failure_json`) before the error goes on to stderr and its exit code."""
+    try:
+        yield
+    except BaseException as exc:
+        found = failure(exc) if enabled and not isinstance(exc, BrokenPipeError) else None
+        if found is not None and not _stdout_closed():
+            from tasks import present
+
+            try:
+                print(present.failure_json(document, found[0]))
+            except OSError:  # stdout went away meanwhile: the error itself still goes to stderr
+                pass
+        raise
+
+
+def _stdout_closed() -> bool:
+    """True when nobody reads stdout any more: poll reports POLLERR on a pipe whose reader is
+    gone. False for a terminal or a file, and when it cannot tell."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _quiet_if_stdout_closed() -> bool:
+    """When stdout is closed, point it at /dev/null, so the interpreter's last flush of what is
+    still buffered cannot fail ("Exception ignored ... BrokenPipeError", exit 120); True then."""
+    if not _stdout_closed():
+        return False
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return True
 
 
 def _lost_daemon(exc: Exception) -> bool:

@@ -2,7 +2,8 @@
 
 Each reads its flags into Settings, calls one :mod:`tasks.pipeline` run, and prints what
 :mod:`tasks.present` words; the pipeline and its libraries are imported when a task runs,
-so `invoke --list` costs what invoke costs.
+so `invoke --list` costs what invoke costs. With ``--json`` each prints its document also
+when it fails, first, with ``"ok": false`` and the one-line error in ``"error"``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING
 from invoke.context import Context
 from invoke.tasks import task
 
-from tasks.cli.common import LINKER_HELP, LOCK_HELP, TARGET_HELP, reports_errors, settings
+from tasks.cli.common import (
+    LINKER_HELP,
+    LOCK_HELP,
+    TARGET_HELP,
+    json_document_on_failure,
+    reports_errors,
+    settings,
+)
 from tasks.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -40,6 +48,9 @@ if TYPE_CHECKING:
         "linker": LINKER_HELP,
         "backend": "docker (the target's builder image) or zig (cargo-zigbuild and the host's "
         "Rust, no Docker) (default: config compatbuild.backend, docker)",
+        "warm": "docker backend: build by docker exec in a container kept running between builds, stopped "
+        "after config compatbuild.warm_idle seconds unused (default: yes, 300; --no-warm: a new container "
+        "per build)",
     },
 )
 @reports_errors
@@ -56,18 +67,23 @@ def build_(
     target: str = "",
     linker: str = "",
     backend: str = "",
+    warm: bool = True,
 ) -> BuildResult:
     """Build a crate's cdylibs for the target's glibc (2.18 by default) in its builder image or with zig; audit them."""
     from tasks import pipeline, present
 
-    s = settings(c, lock, target=target, linker=linker).with_backend(backend)
-    if out:
-        s = dataclasses.replace(s, out=Path(out).resolve())
-    say = _stderr if json else print
-    result = pipeline.build_run(s, Path(crate) if crate else None, log=say, on_line=say, release=not debug,
-                                features=features, extra_args=_split(cargo_args), fix_weak=fix_weak)
-    if json:
-        print(present.build_json(result, pipeline.load_lock(s), s.backend))
+    with json_document_on_failure(json, "build"):
+        s = settings(c, lock, target=target, linker=linker).with_backend(backend)
+        if out:
+            s = dataclasses.replace(s, out=Path(out).resolve())
+        if not warm:
+            s = dataclasses.replace(s, warm_idle=0)
+        say = _stderr if json else print
+        result = pipeline.build_run(s, Path(crate) if crate else None, log=say, on_line=say, release=not debug,
+                                    features=features, extra_args=_split(cargo_args), fix_weak=fix_weak)
+        lf = pipeline.load_lock(s)
+    if json:  # with "ok" and the violation in "error" before the one-line error and exit 10
+        print(present.build_json(result, lf, s.backend))
     else:
         print(present.audit_text(result.audits))
         for p in result.libraries:
@@ -87,16 +103,20 @@ def build_(
         "fix": "first mark weak every version need whose references are all weak (edits each library)",
         "lock": LOCK_HELP,
         "target": TARGET_HELP + "; its glibc, libgcc_s, libstdc++ and libz versions are the limits",
+        "sysroot": "check the symbols left to the host against this sysroot's own libraries "
+        "(default: every unversioned undefined symbol is the host's)",
     },
 )
 @reports_errors
 def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: bool = False,
-           fix: bool = False, lock: str = "", target: str = "") -> list[LibraryAudit]:
+           fix: bool = False, lock: str = "", target: str = "", sysroot: str = "") -> list[LibraryAudit]:
     """Read each library's ELF: versions needed (glibc, GCC, GLIBCXX, CXXABI) vs the target, DT_NEEDED."""
     from tasks import pipeline, present
 
-    s = settings(c, lock, target=target)
-    audits = pipeline.audit_run(s, [Path(p) for p in path or []], glibc=glibc, fix=fix)
+    with json_document_on_failure(json, "audit"):
+        s = settings(c, lock, target=target)
+        audits = pipeline.audit_run(s, [Path(p) for p in path or []], glibc=glibc, fix=fix,
+                                    sysroot=Path(sysroot).resolve() if sysroot else None)
     print(present.audit_json(audits) if json else present.audit_text(audits))
     pipeline.raise_on_violation(audits)
     return audits
@@ -116,31 +136,49 @@ def audit_(c: Context, path: list[str] | None = None, glibc: str = "", json: boo
         "json": "print the results (with --matrix, the table) as JSON, for CI (progress goes to stderr)",
         "lock": LOCK_HELP,
         "target": TARGET_HELP,
+        "host_mode": "how the symbols a plugin leaves to its host are provided: stub (a generated library "
+        "defining them, loaded first), strict (none) (default: config compatbuild.host_mode, auto: stub "
+        "when the library has host symbols)",
+        "host_lib": "preload this real host library (a path inside the image or sysroot) instead of a stub",
+        "host_symbols": "a file listing what the host exports, one name a line: a host symbol outside it fails",
+        "host": "then run the real host program, e.g. 'python3 -c \"import {module}\"' ({module}, {path}, "
+        "{dir}: the library as the host looks for it, mymod.so from libmymod.so), in the smoke image and "
+        "on this machine (--matrix: where the program exists)",
     },
 )
 @reports_errors
 def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: str = "",
            current: bool = True, matrix: bool = False, json: bool = False, lock: str = "",
-           target: str = "") -> list[SmokeResult] | list[Cell]:
+           target: str = "", host_mode: str = "", host_lib: str = "",
+           host_symbols: str = "", host: str = "") -> list[SmokeResult] | list[Cell]:
     """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one); --matrix: on every glibc."""
     from tasks import pipeline, present
 
-    s = settings(c, lock, target=target)
-    say = _stderr if json else print
-    libs = pipeline.smoke_libraries(s, [Path(p) for p in lib or []], log=say)
-    lf = pipeline.load_lock(s)
+    with json_document_on_failure(json, "matrix" if matrix else "smoke"):
+        s = settings(c, lock, target=target)
+        say = _stderr if json else print
+        libs = pipeline.smoke_libraries(s, [Path(p) for p in lib or []], log=say)
+        lf = pipeline.load_lock(s)
+        if matrix:
+            cells = pipeline.matrix_run(s, libs, symbol=symbol or None, log=say, host_mode=host_mode,
+                                        host_lib=host_lib, host_symbols=host_symbols, host_command=host)
+        else:
+            results = pipeline.smoke_run(s, libs, symbol=symbol or None,
+                                         sysroot=Path(sysroot) if sysroot else None, current=current, log=say,
+                                         on_line=say, strict=False, host_mode=host_mode, host_lib=host_lib,
+                                         host_symbols=host_symbols, host_command=host)
     if matrix:
-        cells = pipeline.matrix_run(s, libs, symbol=symbol or None, log=say)
-        print(present.matrix_json(lf, cells) if json else present.matrix_text(cells))
         failure = pipeline.matrix_failures(cells)
+        print(present.matrix_json(lf, cells, str(failure) if failure else None) if json
+              else present.matrix_text(cells))
         if failure:
             raise failure
         return cells
-    results = pipeline.smoke_run(s, libs, symbol=symbol or None, sysroot=Path(sysroot) if sysroot else None,
-                                 current=current, log=say, on_line=say, strict=False)
     failure = pipeline.smoke_failure(results)
     if json:  # CI gets its JSON before the one-line error and exit 11
         print(present.smoke_json(lf, results, str(failure) if failure else None))
+    elif text := present.smoke_text(results):
+        print(text)
     if failure:
         raise failure
     return results

@@ -10,34 +10,50 @@ Three places to do it, one harness (``docker/smoke/harness.c``) and one verdict:
   files, libc and loader (``-nostdlib``, :func:`tasks.dlopen.harness.sysroot_link`; ``gcc
   --sysroot`` alone takes the host's crti.o and libc), run by that sysroot's own loader
   (``<sysroot>/lib64/ld-linux-x86-64.so.2 --inhibit-cache --library-path ...``), so
-  libc, libdl and libgcc_s all come from the old glibc, no container needed.
+  libc, libdl and libgcc_s all come from the old glibc, no container needed. A sysroot of
+  another arch (arm64 Debian) gets a harness cross-compiled by the pinned zig
+  (:class:`tasks.dlopen.harness.CrossCC`), and its loader runs under qemu-user:
+  ``qemu-aarch64-static -L <sysroot> <sysroot>/lib/ld-linux-aarch64.so.1 --library-path ...``.
+
+A library of another arch than the place's (an x86_64 library offered to an aarch64 sysroot)
+is refused in one line before anything runs (:func:`tasks.arches.mismatch`).
 
 A failure raises SmokeError carrying the loader's own dlerror() text, e.g.
 ``version `GLIBC_2.34' not found``: exactly what a host program would print.
+
+Each place honours a host mode (:mod:`tasks.dlopen.hostmode`): the library's host symbols
+stubbed, the host's real library, or nothing, preloaded (``--preload``) before the library.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks import arches
+from tasks.arches import Arch
 from tasks.atomic import write_atomic
 from tasks.builder.docker_client import Docker
 from tasks.builder.transport import Bind, Mount
 from tasks.dlopen.harness import HARNESS_C as HARNESS_C  # re-exported: the harness lives in harness.py
-from tasks.dlopen.harness import LIB_DIRS, LOADER, compile_harness
+from tasks.dlopen.harness import CrossCC, compile_harness, compile_stub, sysroot_arch
 from tasks.dlopen.harness import sysroot_link as sysroot_link
+from tasks.dlopen.hostmode import STUB_FLAGS, HostMode, HostPlan, plan
+from tasks.dlopen.hostrun import IN_IMAGE, HostRun, Offer, in_image_result, run_native
 from tasks.errors import SmokeError, SysrootError
 from tasks.inputs.lockfile import Lockfile
-from tasks.store import sha256_file
+from tasks.store import digest_of, sha256_file
 
 HARNESS_IN_IMAGE = "compatbuild-smoke"
+STUB_IN_IMAGE = "/tmp/compatbuild-host-stub.so"  # built in the container by the image's own gcc
 NOBODY = "65534:65534"
 TIMEOUT = 120
 Log = Callable[[str], None]
@@ -51,10 +67,18 @@ class SmokeResult:
     where: str
     status: int
     output: str
+    host: str = ""  # what the host mode provided: "57 symbols left to the host: ..." ("": nothing)
 
     @property
     def ok(self) -> bool:
         return self.status == 0
+
+    @property
+    def text(self) -> str:
+        """``loaded``, ``loaded (57 symbols left to the host: ...)``, or the failure line."""
+        if not self.ok:
+            return self.error or "failed"
+        return f"loaded ({self.host})" if self.host else "loaded"
 
     @property
     def error(self) -> str | None:
@@ -62,7 +86,8 @@ class SmokeResult:
         if self.ok:
             return None
         for line in self.output.splitlines():
-            if line.startswith(("smoke: dlopen ", "smoke: dlsym ")):
+            if line.startswith(("smoke: dlopen ", "smoke: dlsym ", "smoke: preload ", "smoke: host ",
+                                "smoke: refused: ")):
                 return line.removeprefix("smoke: ")
         if self.status < 0:
             try:
@@ -123,6 +148,7 @@ def smoke_in_image(
     on_line: Log | None = print,
     strict: bool = True,
     transport: Bind | None = None,
+    host: HostMode | None = None,
 ) -> list[SmokeResult]:
     """dlopen each library in the smoke ``image`` (a tag; it must exist), as nobody, offline.
 
@@ -130,8 +156,10 @@ def smoke_in_image(
     remote daemon :class:`tasks.builder.transport.Archive` copies it in).
 
     With ``cache``, a passing verdict is kept under ``<cache>/smoke/verdicts``, keyed by the
-    library's sha256, the image's id and the harness arguments: the same bytes on the same
-    image are not run again ("Using cached smoke result"); any change runs the harness.
+    library's sha256, the image's id, the harness arguments and the host plan (mode, stub,
+    host library, exports list): the same bytes on the same image are not run again ("Using
+    cached smoke result"); any change runs the harness. A stub is compiled in the container
+    by the image's own gcc, then preloaded.
     """
     libs = _libraries(libraries)
     where = f"{lock.target.name} (glibc {lock.target.glibc}, image {image})"
@@ -140,25 +168,69 @@ def smoke_in_image(
     results = []
     for lib in libs:
         inside = f"/libs/{lib.name}"
-        verdict = _verdict_path(cache, lib, image_id, args) if cache is not None else None
-        cached = _cached_verdict(verdict, lib, where)
+        hp = plan(lib, host, None)
+        if hp.failure:
+            results.append(SmokeResult(lib, where, hp.failure_status, hp.failure))
+            continue
+        verdict = _verdict_path(cache, lib, image_id, args, hp) if cache is not None else None
+        cached = _cached_verdict(verdict, lib, where, hp)
         if cached is not None:
             log(f"Using cached smoke result for {lib.name} on {lock.target.name} (glibc {lock.target.glibc})")
             results.append(cached)
             continue
         log(f"Smoke-testing {lib.name} on {lock.target.name} (glibc {lock.target.glibc})")
-        status, output = (transport or Bind(dk)).run(
-            image,
-            [HARNESS_IN_IMAGE, *args, inside],
-            [Mount(lib, inside)],
-            on_line=on_line,
-            user=NOBODY,
-            network_disabled=True,
-        )
-        results.append(SmokeResult(lib, where, status, output))
-        if verdict is not None and status == 0:
-            write_atomic(verdict, json.dumps({"status": status, "output": output}).encode())
+        mounts = [Mount(lib, inside)]
+        command = [HARNESS_IN_IMAGE, *_preload_args(hp, STUB_IN_IMAGE), *args, inside]
+        with tempfile.TemporaryDirectory(prefix="compatbuild-stub-") as scratch:
+            if hp.stub:
+                source = Path(scratch) / "stub.c"
+                source.write_text(hp.stub_source(lib.name))
+                source.chmod(0o644)
+                Path(scratch).chmod(0o755)
+                mounts.append(Mount(source, "/host/stub.c"))
+                command = ["sh", "-c", _BUILD_STUB, "sh", STUB_IN_IMAGE, "/host/stub.c", *command]
+            status, output = (transport or Bind(dk)).run(
+                image, command, mounts, on_line=on_line, user=NOBODY, network_disabled=True,
+            )
+        result = SmokeResult(lib, where, status, output, hp.note)
+        if result.ok and host is not None and host.command is not None:
+            log(f"Running {host.command.program} on {lib.name} in {image}")
+            offer = Offer.of(lib)
+            status, output = (transport or Bind(dk)).run(
+                image, ["sh", "-c", host.command.image_script(offer)], [Mount(lib, f"{IN_IMAGE}/{offer.filename}")],
+                on_line=on_line, user=NOBODY, network_disabled=True,
+            )
+            result = with_host_run(result, in_image_result(host.command, status, output, f"the image {image}"),
+                                   optional=host.program_optional)
+        results.append(result)
+        if verdict is not None and result.ok:
+            write_atomic(verdict, json.dumps({"status": result.status, "output": result.output,
+                                              "host": result.host}).encode())
     return check(results) if strict else results
+
+
+def with_host_run(result: SmokeResult, run: HostRun, *, optional: bool) -> SmokeResult:
+    """``result`` (the harness's) with what the host program did after it: a note when it ran,
+    or was absent where that is allowed (``optional``); else its failure line."""
+    note = "; ".join(filter(None, [result.host, run.note]))
+    output = result.output + run.output
+    if run.ok or (run.absent and optional):
+        return dataclasses.replace(result, output=output, host=note)
+    return SmokeResult(result.library, result.where, run.status or 1, f"{output.rstrip()}\n{run.failure}\n", note)
+
+
+# In the container: build the stub with the image's own gcc, then run the harness (exec "$@").
+_BUILD_STUB = ('out=$1; src=$2; shift 2; gcc ' + " ".join(STUB_FLAGS) + ' -o "$out" "$src" '
+               '|| { echo "smoke: host stub did not compile in the image" >&2; exit 7; }; exec "$@"')
+
+
+def _preload_args(hp: HostPlan, stub: str) -> list[str]:
+    """The harness's ``--preload`` for this plan: the stub (at ``stub``), the host library, or none."""
+    if hp.stub:
+        return ["--preload", stub]
+    if hp.host_lib:
+        return ["--preload", hp.host_lib]
+    return []
 
 
 def _image_id(dk: Docker, tag: str) -> str:
@@ -168,28 +240,28 @@ def _image_id(dk: Docker, tag: str) -> str:
     return str(found.id)
 
 
-def _verdict_path(cache: Path, lib: Path, image_id: str, args: Sequence[str]) -> Path:
-    material = json.dumps({"library": sha256_file(lib), "name": lib.name, "image": image_id,
-                           "harness": [HARNESS_IN_IMAGE, *args]}, sort_keys=True)
-    return cache / "smoke" / "verdicts" / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
+def _verdict_path(cache: Path, lib: Path, image_id: str, args: Sequence[str], hp: HostPlan) -> Path:
+    material = {"library": sha256_file(lib), "name": lib.name, "image": image_id,
+                "harness": [HARNESS_IN_IMAGE, *args], "host": hp.material()}
+    return cache / "smoke" / "verdicts" / f"{digest_of(material)[:32]}.json"
 
 
-def _cached_verdict(verdict: Path | None, lib: Path, where: str) -> SmokeResult | None:
+def _cached_verdict(verdict: Path | None, lib: Path, where: str, hp: HostPlan) -> SmokeResult | None:
     """The passing result recorded for exactly these inputs, or None (then the harness runs)."""
     if verdict is None:
         return None
     try:
         data = json.loads(verdict.read_text())
-        status, output = int(data["status"]), str(data["output"])
-    except (OSError, ValueError, KeyError, TypeError):
+        status, output, note = int(data["status"]), str(data["output"]), str(data.get("host", hp.note))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return SmokeResult(lib, where, status, output) if status == 0 else None
+    return SmokeResult(lib, where, status, output, note) if status == 0 else None
 
 
 # ----------------------------------------------------------------------------- host
 
 
-def _run(argv: list[str], lib: Path, where: str, on_line: Log | None) -> SmokeResult:
+def _run(argv: list[str], lib: Path, where: str, on_line: Log | None, host: str = "") -> SmokeResult:
     try:
         proc = subprocess.run(  # noqa: S603 - argument list, no shell
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT, check=False,
@@ -203,7 +275,35 @@ def _run(argv: list[str], lib: Path, where: str, on_line: Log | None) -> SmokeRe
     if on_line:
         for line in output.splitlines():
             on_line(line)
-    return SmokeResult(lib, where, proc.returncode, output)
+    return SmokeResult(lib, where, proc.returncode, output, host)
+
+
+def _run_with_host(run: list[str], libs: Sequence[Path], where: str, on_line: Log | None, *,
+                   host: HostMode | None, root: Path, cache: Path, sysroot: Path | None = None,
+                   cross: CrossCC | None = None) -> list[SmokeResult]:
+    """Each library run by ``run`` (the harness argv, up to its flags), its host plan's preload first."""
+    results = []
+    for lib in libs:
+        hp = plan(lib, host, root, _host_lib_in(host, sysroot))
+        if hp.failure:
+            results.append(SmokeResult(lib, where, hp.failure_status, hp.failure))
+            continue
+        stub = str(compile_stub(cache, hp.stub_source(lib.name), sysroot=sysroot, cross=cross)) if hp.stub else ""
+        result = _run([*run, *_preload_args(hp, stub), str(lib)], lib, where, on_line, hp.note)
+        if result.ok and host is not None and host.command is not None:
+            ran = (HostRun(host.command, 127, "", "a sysroot (it has no programs to run)", absent=True)
+                   if sysroot is not None else run_native(host.command, lib))
+            result = with_host_run(result, ran, optional=True)  # the target's image is where it must run
+        results.append(result)
+    return results
+
+
+def _host_lib_in(host: HostMode | None, sysroot: Path | None) -> str:
+    """The host library's path as the harness sees it: inside ``sysroot`` when it is there."""
+    if host is None or not host.host_lib or sysroot is None:
+        return host.host_lib if host else ""
+    inside = sysroot / host.host_lib.lstrip("/")
+    return str(inside) if inside.exists() else host.host_lib
 
 
 def smoke_native(
@@ -214,23 +314,58 @@ def smoke_native(
     cache: Path,
     on_line: Log | None = None,
     strict: bool = True,
+    host: HostMode | None = None,
 ) -> list[SmokeResult]:
     """dlopen each library on this machine's own glibc (``strict``: raise SmokeError on a failure)."""
     libs = _libraries(libraries)
-    harness = compile_harness(cache)
     where = f"this machine ({os.confstr('CS_GNU_LIBC_VERSION') or 'glibc ?'})"
-    args = harness_args(symbol, optional_symbol)
-    results = [_run([str(harness), *args, str(lib)], lib, where, on_line) for lib in libs]
+    refused, libs = _refuse_other_arch(libs, arches.host() or arches.X86_64, where)
+
+    def run(rest: list[Path]) -> list[SmokeResult]:
+        harness = compile_harness(cache)
+        args = harness_args(symbol, optional_symbol)
+        return _run_with_host([str(harness), *args], rest, where, on_line, host=host, root=Path("/"), cache=cache)
+
+    results = _in_order(libraries, refused, run(libs) if libs else [])
     return check(results) if strict else results
 
 
+ARCH_STATUS = 8  # a SmokeResult status: the library is of another arch than the place (nothing ran)
+
+
+def _refuse_other_arch(libs: list[Path], arch: Arch, where: str) -> tuple[dict[Path, SmokeResult], list[Path]]:
+    """(the refused libraries' results, the others): one line each, before anything runs."""
+    refused = {lib: SmokeResult(lib, where, ARCH_STATUS, f"smoke: refused: {why}\n")
+               for lib in libs if (why := arches.mismatch(lib, arch))}
+    return refused, [lib for lib in libs if lib not in refused]
+
+
+def _in_order(given: Sequence[Path], refused: dict[Path, SmokeResult], ran: list[SmokeResult]) -> list[SmokeResult]:
+    """The results in the order the libraries were given: refused ones where they stood."""
+    rest = iter(ran)
+    return [refused[p] if p in refused else next(rest) for p in _libraries(given)]
+
+
 def sysroot_loader(sysroot: Path) -> tuple[Path, list[Path]]:
-    """The sysroot's dynamic loader and its library directories (both layouts)."""
-    dirs = [sysroot / d for d in LIB_DIRS if (sysroot / d).is_dir()]
+    """The sysroot's dynamic loader and its library directories (both layouts, its own arch)."""
+    arch = sysroot_arch(sysroot)
+    dirs = [sysroot / d for d in arch.lib_dirs if (sysroot / d).is_dir()]
     for d in dirs:
-        if (d / LOADER).exists():
-            return d / LOADER, dirs
-    raise SysrootError(f"{sysroot}: no {LOADER} in {', '.join(LIB_DIRS)}; not a glibc sysroot")
+        if (d / arch.loader).exists():
+            return d / arch.loader, dirs
+    raise SysrootError(f"{sysroot}: no {arch.loader} in {', '.join(arch.lib_dirs)}; not a glibc sysroot")
+
+
+def qemu_prefix(sysroot: Path, arch: Arch) -> list[str]:
+    """What runs the sysroot's loader: nothing on this machine's arch, else qemu-user for ``arch``
+    (``-L``: the guest's absolute paths are looked up inside the sysroot first)."""
+    if arch == (arches.host() or arches.X86_64):
+        return []
+    exe = shutil.which(arch.qemu)
+    if exe is None:
+        raise SmokeError(f"no {arch.qemu} on PATH to run the {arch.name} sysroot {sysroot}; install "
+                         "Debian's qemu-user-static")
+    return [exe, "-L", str(sysroot)]
 
 
 def smoke_sysroot(
@@ -242,14 +377,24 @@ def smoke_sysroot(
     cache: Path,
     on_line: Log | None = None,
     strict: bool = True,
+    host: HostMode | None = None,
+    cross: CrossCC | None = None,
 ) -> list[SmokeResult]:
-    """dlopen each library under the sysroot's glibc, run by the sysroot's own loader."""
+    """dlopen each library under the sysroot's glibc, run by the sysroot's own loader (under
+    qemu-user for another arch, the harness then built by ``cross``); its host symbols are
+    judged on the sysroot's own libraries. A library of another arch is refused first."""
     libs = _libraries(libraries)
     sysroot = Path(sysroot).resolve()
     loader, dirs = sysroot_loader(sysroot)
-    harness = compile_harness(cache, sysroot=sysroot)
+    arch = sysroot_arch(sysroot)
     where = f"the sysroot {sysroot}"
-    run = [str(loader), "--inhibit-cache", "--library-path", ":".join(map(str, dirs)),
-           str(harness), *harness_args(symbol, optional_symbol)]
-    results = [_run([*run, str(lib)], lib, where, on_line) for lib in libs]
+    refused, libs = _refuse_other_arch(libs, arch, where)
+    ran: list[SmokeResult] = []
+    if libs:
+        harness = compile_harness(cache, sysroot=sysroot, cross=cross)
+        run = [*qemu_prefix(sysroot, arch), str(loader), "--inhibit-cache", "--library-path",
+               ":".join(map(str, dirs)), str(harness), *harness_args(symbol, optional_symbol)]
+        ran = _run_with_host(run, libs, where, on_line, host=host, root=sysroot, cache=cache, sysroot=sysroot,
+                             cross=cross)
+    results = _in_order(libraries, refused, ran)
     return check(results) if strict else results

@@ -2,13 +2,17 @@
 
 ``make_sysroot`` unpacks the target's pinned glibc RPMs (Fedora layout: ``lib64``,
 ``usr/lib64``) with :mod:`rpmfile`; ``make_sysroot_from_debs`` unpacks Debian packages
-(multiarch layout: ``lib/x86_64-linux-gnu``) with a tiny ar reader and :mod:`tarfile`.
+(multiarch layout: ``lib/x86_64-linux-gnu``, or ``lib/aarch64-linux-gnu`` for arm64) with a
+tiny ar reader and :mod:`tarfile`.
 Either way every member is written as if chrooted to the sysroot
 (:mod:`tasks.dlopen.sysroot_tree`): names and link targets are resolved inside it, following
 the links already written as its own, and links are rewritten relative, so nothing inside it
 points back at the host (``libdl.so -> /lib/x86_64-linux-gnu/libdl.so.2``, or a link whose
 parent folders are links: ``a/b -> /``, then ``a/b/a/b/usr -> /usr``). Members are streamed
-CHUNK bytes at a time, never read whole (a 1.5 GB member costs no 1.5 GB of memory).
+CHUNK bytes at a time, never read whole (a 1.5 GB member costs no 1.5 GB of memory), and
+each archive may write at most 64 x its size, at least 16 MiB
+(:meth:`~tasks.dlopen.sysroot_tree.Tree.budget`): a 1.5 MB RPM that inflates to 1.4 GB is
+refused after ~96 MB.
 
 The tree is built beside ``dest`` in ``.<dest>.part`` and moved into place with
 ``os.replace``; a half-made tree is removed on any error. A stamp inside records the
@@ -128,6 +132,7 @@ def _unpack_rpm(path: Path, tree: _Tree, label: str) -> None:
     import rpmfile  # only the sysroot step needs it
 
     try:
+        tree.budget(path.stat().st_size, label)
         with rpmfile.open(str(path)) as rpm:
             _unpack_cpio(rpm.data_file, tree, label)
     except CompatError:
@@ -236,6 +241,7 @@ def _ar_members(f: IO[bytes], label: str) -> Iterator[tuple[str, int]]:
 
 def _unpack_deb(path: Path, tree: _Tree) -> None:
     try:
+        tree.budget(path.stat().st_size, path.name)
         with path.open("rb") as f:
             for name, size in _ar_members(f, path.name):
                 if not name.startswith("data.tar"):

@@ -6,12 +6,16 @@ the root, ``..`` at the root stays there), never the host's. So ``a/b -> /`` fol
 ``a/b/a/b/…/usr -> /usr`` writes ``usr`` at the root pointing at the root's ``usr``, not
 the host's. Links are written relative to the folder they physically live in, so the
 host's own loader, following them from outside any chroot, stays inside too.
+
+What one archive may write is bounded (:meth:`Tree.budget`): UNPACK_RATIO times the
+archive's own size, at least UNPACK_FLOOR, each member costing MEMBER_COST on top of its
+bytes, so a small package that inflates to gigabytes (a decompression bomb) is one
+:class:`~tasks.errors.SysrootError` after at most that many bytes, not a full disk.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +23,9 @@ from tasks.errors import SysrootError
 
 MAX_LINKS = 40  # as the kernel's ELOOP limit
 CHUNK = 1 << 20  # bytes copied at a time
+UNPACK_RATIO = 64  # an archive may unpack to 64 x its size (glibc's packages: under 10 x) ...
+UNPACK_FLOOR = 16 << 20  # ... and at least 16 MiB, whatever its size
+MEMBER_COST = 512  # bytes charged per member besides its data: a million empty files is a bomb too
 
 
 def parts_of(name: str) -> list[str]:
@@ -31,6 +38,21 @@ class Tree:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.left: int | None = None  # bytes the current archive may still write; None: unbounded
+        self.bound = ""  # the refusal, said when ``left`` runs out
+
+    def budget(self, archive_bytes: int, label: str) -> None:
+        """Bound what the next members (one archive of ``archive_bytes``) may write."""
+        cap = max(UNPACK_RATIO * archive_bytes, UNPACK_FLOOR)
+        self.left = cap
+        self.bound = (f"{label}: unpacks to more than {cap} bytes ({UNPACK_RATIO} x its {archive_bytes} "
+                      f"bytes, at least {UNPACK_FLOOR}); refused, and nothing of it kept")
+
+    def _spend(self, n: int) -> None:
+        if self.left is not None:
+            self.left -= n
+            if self.left < 0:
+                raise SysrootError(self.bound)
 
     def resolve(self, parts: list[str], *, follow_last: bool, what: str) -> list[str]:
         """``parts`` as a link-free path below the root, links read inside the root.
@@ -64,6 +86,7 @@ class Tree:
 
     def _place(self, name: str) -> Path:
         """Where member ``name`` lives: its folder resolved inside the root, made if missing."""
+        self._spend(MEMBER_COST)
         parts = parts_of(name)
         if ".." in parts:
             raise SysrootError(f"archive member {name!r} points outside the sysroot")
@@ -87,7 +110,9 @@ class Tree:
         if path.is_symlink() or path.exists():
             path.unlink()
         with path.open("wb") as out:
-            shutil.copyfileobj(data, out, CHUNK)
+            while chunk := data.read(CHUNK):
+                self._spend(len(chunk))
+                out.write(chunk)
         path.chmod((mode & 0o777) | 0o200)
 
     def symlink(self, name: str, target: str) -> None:

@@ -5,8 +5,12 @@ binutils. A library passes when it has no hard (non-weak) glibc version need new
 the target, no hard ``GCC_``/``GLIBCXX_``/``CXXABI_``/``ZLIB_`` need beyond what the
 target's libgcc_s, libstdc++ and libz define (:mod:`tasks.elf.floors`), no
 absolute-path ``DT_NEEDED`` (the Fedora 20 ld.bfd bug) and needs only libraries from an
-allow-list. Given the weak-version fix-up's report (:mod:`tasks.elf.fixup`), it also
-says what the fix-up changed.
+allow-list, and is of its target's arch (an x86_64 library for an aarch64 target fails, the
+report naming both; ``arch`` in the JSON). Given the weak-version fix-up's report
+(:mod:`tasks.elf.fixup`), it also says what the fix-up changed. What is not a regular
+file, not a shared object or not of a known architecture (a 32-bit library, a ``.o``) is
+refused with one line, never passed; the version needs are walked as ld.so walks them
+(:mod:`tasks.elf.reading`).
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ from tasks.elf.floors import (
     glibc_text,
     parse_glibc,
 )
+from tasks.elf.hostsyms import TargetLibraries, host_symbols_of
 from tasks.elf.linkers import comment_strings, drops_retained, linker_of
+from tasks.elf.reading import check_entry_sizes, check_header, regular_file, version_needs
+from tasks.elf.refusals import Refusal, loader_refusals
 from tasks.elf.report import format_report, raise_on_violation, report_json
 from tasks.errors import AuditError
 
 __all__ = [  # the report functions live in audit_report; callers keep importing them from here
     "DEFAULT_ALLOWED_NEEDED", "VER_FLG_WEAK", "LibraryAudit", "RuntimeNeed", "SymbolNeed", "VersionNeed",
-    "audit_library", "audit_paths", "format_report", "raise_on_violation", "report_json",
+    "audit_library", "audit_paths", "distinct_paths", "format_report", "raise_on_violation", "report_json",
 ]
 
 # What Rust std links on x86_64-unknown-linux-gnu (`rustc --print native-static-libs`:
@@ -47,7 +54,7 @@ __all__ = [  # the report functions live in audit_report; callers keep importing
 # libgcc_s.so.1 is GCC's unwinder (_Unwind_*), needed by panic=unwind.
 DEFAULT_ALLOWED_NEEDED: frozenset[str] = frozenset(
     {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1"}
-    | {"ld-linux-x86-64.so.2", "libgcc_s.so.1"}
+    | {"ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "libgcc_s.so.1"}
 )
 
 
@@ -123,6 +130,24 @@ class LibraryAudit:
     fixup: FixupReport | None = None
     linker: str | None = None  # from .comment: "LLD 5.0.2"; None when the linker wrote nothing
     drops_retained: bool = False  # the linker ignores SHF_GNU_RETAIN (lld < 13)
+    # Undefined symbols no needed library defines on the target: the host program's API
+    # (PyDict_Next, lua_pushinteger). Informational: they do not make the audit fail.
+    host_symbols: tuple[str, ...] = ()
+    host_checked: str = ""  # the root whose libraries were read ("" : by the unversioned rule)
+    # What the loader refuses that the file shows (tasks.elf.refusals): an executable stack and
+    # text relocations fail the audit; static TLS warns with its size.
+    loader_refusals: tuple[Refusal, ...] = ()
+    arch: str = "x86_64"  # the library's own (its ELF e_machine): x86_64 or aarch64
+
+    @property
+    def target_arch(self) -> str | None:
+        """The arch the target's libraries are (None: not checked, a bare ``--glibc`` audit)."""
+        return self.floors.arch if self.floors is not None else None
+
+    @property
+    def wrong_arch(self) -> bool:
+        """The library is of another arch than its target's: no loader there can map it."""
+        return self.target_arch is not None and self.arch != self.target_arch
 
     @property
     def target(self) -> str:
@@ -144,13 +169,15 @@ class LibraryAudit:
     def ok(self) -> bool:
         """True when the library loads on the target and needs nothing odd."""
         return not (self.too_new or self.too_new_needs or self.too_new_runtime
-                    or self.absolute_needed or self.unexpected_needed)
+                    or self.absolute_needed or self.unexpected_needed or self.wrong_arch
+                    or any(r.error for r in self.loader_refusals))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: every field, plus ``ok``, ``target`` and ``too_new_needs``."""
         data = asdict(self)
         data["ok"] = self.ok
         data["target"] = self.target
+        data["target_arch"] = self.target_arch
         data["too_new_needs"] = [asdict(need) for need in self.too_new_needs]
         if self.fixup is not None:
             data["fixup"]["changed"] = self.fixup.changed
@@ -177,12 +204,10 @@ def _version_needs(elf: ELFFile) -> tuple[list[VersionNeed], dict[int, VersionNe
     by_index: dict[int, VersionNeed] = {}
     for section in elf.iter_sections():
         if isinstance(section, GNUVerNeedSection):
-            for verneed, auxiliaries in section.iter_versions():
-                for aux in auxiliaries:
-                    weak = bool(aux["vna_flags"] & VER_FLG_WEAK)
-                    need = VersionNeed(str(verneed.name), aux.name, weak)
-                    needs.append(need)
-                    by_index[int(aux["vna_other"])] = need
+            for aux in version_needs(elf, section):  # as ld.so walks it: not by sh_info
+                need = VersionNeed(aux.library, aux.version, bool(aux.flags & VER_FLG_WEAK))
+                needs.append(need)
+                by_index[aux.index] = need
     return needs, by_index
 
 
@@ -228,6 +253,7 @@ def audit_library(
     floors: TargetFloors | None = None,
     allowed_needed: frozenset[str] = DEFAULT_ALLOWED_NEEDED,
     fixup: FixupReport | None = None,
+    libraries: TargetLibraries | None = None,
 ) -> LibraryAudit:
     """Read one ELF shared object and judge it against a target.
 
@@ -236,6 +262,9 @@ def audit_library(
     undefined symbols: an unversioned one (``__gmon_start__``) names no version that could
     be too new. An absolute ``DT_NEEDED`` is also unexpected only when its file name is not
     allowed. ``fixup``, the fix-up's report for this file, is carried into the result.
+    ``host_symbols`` are checked against ``libraries`` (the target's own: a sysroot's) when
+    given, else by the rule that an unversioned undefined symbol is the host's
+    (:mod:`tasks.elf.hostsyms`).
     """
     if floors is None:
         if target_glibc is None:
@@ -243,14 +272,19 @@ def audit_library(
         floors = floors_from_glibc(target_glibc)
     target = parse_glibc(floors.glibc)
     try:
+        regular_file(path, AuditError, "the audit reads")  # a FIFO would block the open, /dev/zero the read
         with open(path, "rb") as stream:
-            elf = ELFFile(stream)
+            elf = ELFFile(stream)  # not ELF at all: "not a readable ELF shared object: Magic number ..."
+            machine = check_header(path, stream, AuditError, "the audit reads", "audit")
             if elf.num_sections() == 0:
                 raise AuditError(f"{path}: ELF has no section headers; cannot read versions")
+            check_entry_sizes(elf)
             dynamic = _dynamic_strings(elf)
             linker = linker_of(comment_strings(elf))
             needs, by_index = _version_needs(elf)
             symbols = sorted(_symbol_needs(elf, by_index), key=_newest_first)
+            host = host_symbols_of(elf, dynamic["DT_NEEDED"], libraries)
+            refused = loader_refusals(elf)
     except (ELFError, OSError) as error:
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise AuditError(f"{path}: not a readable ELF shared object: {reason}") from error
@@ -277,7 +311,21 @@ def audit_library(
         fixup=fixup,
         linker=linker,
         drops_retained=drops_retained(linker),
+        host_symbols=tuple(s.name for s in host),
+        host_checked=str(libraries.root) if libraries is not None else "",
+        loader_refusals=refused,
+        arch=machine.name,
     )
+
+
+def distinct_paths(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` in order, each file once: a second name for one file (the same path again, a
+    symlink to it) is dropped, so a fix-up runs once per file and its report is not lost to a
+    second run's "nothing to change"."""
+    seen: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        seen.setdefault(path.resolve(), path)
+    return list(seen.values())
 
 
 def audit_paths(
@@ -287,15 +335,18 @@ def audit_paths(
     floors: TargetFloors | None = None,
     allowed_needed: frozenset[str] = DEFAULT_ALLOWED_NEEDED,
     fixups: Sequence[FixupReport] = (),
+    sysroot: Path | None = None,
 ) -> list[LibraryAudit]:
     """Audit every path, in order; the first unreadable one raises AuditError.
 
     ``fixups`` are fix-up reports (:func:`tasks.elf.fixup.fix_weak_needs`); each is
-    attached to the audit of the path it names.
+    attached to the audit of the path it names. With ``sysroot``, host symbols are checked
+    against its libraries.
     """
+    libraries = TargetLibraries(Path(sysroot)) if sysroot is not None else None
     by_path = {Path(report.path).resolve(): report for report in fixups}
     return [
         audit_library(Path(p), target_glibc=target_glibc, floors=floors, allowed_needed=allowed_needed,
-                      fixup=by_path.get(Path(p).resolve()))
+                      fixup=by_path.get(Path(p).resolve()), libraries=libraries)
         for p in paths
     ]

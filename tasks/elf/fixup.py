@@ -15,7 +15,9 @@ then replace the original. A second run finds nothing to do and writes nothing.
 
 A need is made weak only when it has at least one referencing symbol and every one is an
 undefined ``STB_WEAK`` dynamic symbol. A need with no referencing symbol (such as
-``GLIBC_ABI_DT_RELR``, which asks the loader for a feature) is never touched.
+``GLIBC_ABI_DT_RELR``, which asks the loader for a feature) is never touched. The needs are
+walked as ld.so walks them, and what is not a regular file or not an x86_64 or aarch64 shared object is
+refused before it is read (:mod:`tasks.elf.reading`).
 """
 
 from __future__ import annotations
@@ -27,21 +29,19 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 from elftools.common.exceptions import ELFError
-from elftools.common.utils import struct_parse
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
 from elftools.elf.sections import SymbolTableSection
 
 from tasks.atomic import staged
+from tasks.elf.reading import check_entry_sizes, check_header, regular_file, version_needs
 from tasks.errors import FixupError
 
 VER_FLG_WEAK = 0x2  # vna_flags bit (elf.h): the loader does not insist on this version
 _VNA_FLAGS_AT = 4  # Elf_Vernaux: vna_hash (Elf_Word, 4 bytes), then vna_flags (Elf_Half)
-_ELF_MAGIC = b"\x7fELF"
-_ELFCLASS64, _EM_X86_64, _ET_DYN = 2, 62, 3
 
 
 @dataclass(frozen=True)
@@ -101,41 +101,10 @@ class _Aux:
     flags_offset: int  # file offset of this Elf_Vernaux's vna_flags
 
 
-def _check_header(path: Path, stream: IO[bytes]) -> None:
-    head = stream.read(20)
-    if head[:4] != _ELF_MAGIC or len(head) < 20:
-        raise FixupError(f"{path}: not an ELF file; the fix-up edits x86_64 shared objects only")
-    little = head[5:6] == b"\x01"
-    kind = int.from_bytes(head[16:18], "little" if little else "big")
-    machine = int.from_bytes(head[18:20], "little" if little else "big")
-    if head[4] != _ELFCLASS64 or machine != _EM_X86_64:
-        bits = {1: "32-bit", 2: "64-bit"}.get(head[4], f"class {head[4]}")
-        raise FixupError(f"{path}: a {bits} ELF for machine {machine}; the fix-up edits x86_64 "
-                         "(ELFCLASS64, EM_X86_64) shared objects only")
-    if kind != _ET_DYN:
-        raise FixupError(f"{path}: ELF type {kind} is not a shared object (ET_DYN); nothing to fix up")
-    stream.seek(0)
-
-
 def _walk_needs(elf: ELFFile, section: GNUVerNeedSection) -> Iterator[_Aux]:
-    """Every Elf_Vernaux with its file offset, following vn_aux/vna_next/vn_next as ld.so does."""
-    structs: Any = elf.structs
-    strings = section.stringtable
-    offset = int(section["sh_offset"])
-    for _ in range(section.num_versions()):
-        verneed = struct_parse(structs.Elf_Verneed, elf.stream, stream_pos=offset)
-        library = strings.get_string(verneed["vn_file"])
-        aux_offset = offset + int(verneed["vn_aux"])
-        for _ in range(int(verneed["vn_cnt"])):
-            aux = struct_parse(structs.Elf_Vernaux, elf.stream, stream_pos=aux_offset)
-            yield _Aux(library, strings.get_string(aux["vna_name"]), int(aux["vna_flags"]),
-                       int(aux["vna_other"]), aux_offset + _VNA_FLAGS_AT)
-            if not aux["vna_next"]:
-                break
-            aux_offset += int(aux["vna_next"])
-        if not verneed["vn_next"]:
-            break
-        offset += int(verneed["vn_next"])
+    """Every Elf_Vernaux with the file offset of its vna_flags, walked as ld.so walks them."""
+    for aux in version_needs(elf, section):
+        yield _Aux(aux.library, aux.version, aux.flags, aux.index, aux.offset + _VNA_FLAGS_AT)
 
 
 def _references(elf: ELFFile) -> dict[int, list[tuple[str, bool]]]:
@@ -155,9 +124,10 @@ def _references(elf: ELFFile) -> dict[int, list[tuple[str, bool]]]:
 
 
 def _read(path: Path, stream: IO[bytes]) -> tuple[list[_Aux], dict[int, list[tuple[str, bool]]], bool]:
-    _check_header(path, stream)
+    check_header(path, stream, FixupError, "the fix-up edits", "fix up")
     try:
         elf = ELFFile(stream)
+        check_entry_sizes(elf)
         sections = [s for s in elf.iter_sections() if isinstance(s, GNUVerNeedSection)]
         needs = [aux for section in sections for aux in _walk_needs(elf, section)]
         return needs, _references(elf), elf.little_endian
@@ -217,6 +187,7 @@ def fix_weak_needs(path: Path) -> FixupReport:
     given = Path(path)
     real = given.resolve()
     try:
+        regular_file(given, FixupError, "the fix-up edits")  # not a FIFO (blocks) nor /dev/zero (endless)
         original = real.read_bytes()  # one read: the plan and the check see the same bytes
         needs, refs, little = _read(given, io.BytesIO(original))
         to_patch, report = _plan(given, needs, refs)

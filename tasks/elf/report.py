@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.elf.floors import glibc_release, parse_glibc
+from tasks.elf.hostsyms import left_to_host
 from tasks.errors import AuditError
 
 if TYPE_CHECKING:
@@ -36,9 +37,14 @@ def format_report(audits: Sequence[LibraryAudit]) -> str:
         glibc = audit.max_glibc or "none"
         linker = f", linked by {audit.linker}" if audit.linker else ""
         lines.append(f"{status} {audit.path} (max GLIBC {glibc}, target {audit.target}{linker})")
+        if audit.wrong_arch:
+            lines.append(f"  {_wrong_arch(audit)}")
         if audit.drops_retained:
             lines.append(f"  note: {audit.linker} ignores the retain flag (SHF_GNU_RETAIN, honoured from LLD 13): "
                          "an unreferenced #[used] static may have been dropped by --gc-sections")
+        if audit.host_symbols:
+            lines.append(f"  {left_to_host(audit.host_symbols)}")
+        lines.extend(f"  {'' if r.error else 'warning: '}{r}" for r in audit.loader_refusals)
         lines.extend(f"  {symbol}" for symbol in audit.too_new)
         used = {(s.library, s.version) for s in audit.symbols}
         lines.extend(
@@ -63,8 +69,11 @@ def format_report(audits: Sequence[LibraryAudit]) -> str:
 
 
 def report_json(audits: Sequence[LibraryAudit]) -> str:
-    """The audits as JSON for CI: ``{"ok": bool, "libraries": [LibraryAudit.to_dict()]}``."""
-    document = {"ok": all(a.ok for a in audits), "libraries": [a.to_dict() for a in audits]}
+    """The audits as JSON for CI: ``{"ok": bool, "error": the one-line violation or null,
+    "libraries": [LibraryAudit.to_dict()]}``."""
+    error = violation(audits)
+    document = {"ok": all(a.ok for a in audits), "error": None if error is None else str(error),
+                "libraries": [a.to_dict() for a in audits]}
     return json.dumps(document, indent=2, sort_keys=True)
 
 
@@ -73,9 +82,14 @@ def _counted(listed: list[str], total: int, shown: int) -> str:
     return f"{', '.join(listed[:shown])}{more} ({total} symbol{'' if total == 1 else 's'})"
 
 
+def _wrong_arch(audit: LibraryAudit) -> str:
+    return (f"{Path(audit.path).name} is an {audit.arch} library; the target {audit.target} is "
+            f"{audit.target_arch}: no loader there can map it")
+
+
 def _summary(audit: LibraryAudit, shown: int = 5) -> list[str]:
     name = Path(audit.path).name
-    parts: list[str] = []
+    parts: list[str] = [_wrong_arch(audit)] if audit.wrong_arch else []
     if audit.too_new_needs:
         newest = max(audit.too_new_needs, key=lambda need: glibc_release(need.version) or ())
         listed = [f"{s.name}@{s.version}" for s in audit.too_new]
@@ -98,11 +112,18 @@ def _summary(audit: LibraryAudit, shown: int = 5) -> list[str]:
         parts.append(f"{name} has absolute DT_NEEDED {', '.join(audit.absolute_needed)}")
     if audit.unexpected_needed:
         parts.append(f"{name} needs unexpected {', '.join(audit.unexpected_needed)}")
+    parts.extend(f"{name} has {r}" for r in audit.loader_refusals if r.error)
     return parts
+
+
+def violation(audits: Iterable[LibraryAudit]) -> AuditError | None:
+    """The AuditError with a one-line summary of every library that is not ok; None when all are."""
+    parts = [part for audit in audits if not audit.ok for part in _summary(audit)]
+    return AuditError("; ".join(parts)) if parts else None
 
 
 def raise_on_violation(audits: Iterable[LibraryAudit]) -> None:
     """Raise AuditError with a one-line summary when any library is not ok."""
-    parts = [part for audit in audits if not audit.ok for part in _summary(audit)]
-    if parts:
-        raise AuditError("; ".join(parts))
+    error = violation(audits)
+    if error is not None:
+        raise error

@@ -29,7 +29,7 @@ from rich.filesize import decimal
 
 from tasks.errors import CompatError, DownloadError, LockfileError, LockTimeout
 from tasks.inputs import http
-from tasks.inputs.lockfile import Lockfile, Resource
+from tasks.inputs.lockfile import DOWNLOAD_MAX, Lockfile, Resource
 from tasks.inputs.transfer import Fatal, Progress, Transfer, disk_text
 from tasks.inputs.urls import redact
 from tasks.settings import Settings
@@ -61,26 +61,28 @@ def _quiet(_message: str) -> None:
 def fetch(resource: Resource, store: Store, *, mirror: Callable[[str], str] = _identity,
           session: requests.Session | None = None, progress: Progress | None = None,
           log: Log = _quiet, cancel: threading.Event | None = None,
-          deadline: float | None = None) -> Fetched:
+          deadline: float | None = None, max_download: int = DOWNLOAD_MAX) -> Fetched:
     """Put ``resource`` in ``store`` unless it is there; log "Downloading" only when fetching.
 
     ``deadline`` bounds each URL's transfer, retries included (default
     :data:`tasks.inputs.http.DEADLINE`); waiting for another process's lock on the same
-    URL is bounded by the deadline of every URL it may try. No message or log line shows
-    a URL's credentials.
+    URL is bounded by the deadline of every URL it may try. ``max_download`` bounds a
+    pinned file without a pinned size (a size pin, or the small caps of unpinned files,
+    bound the others). No message or log line shows a URL's credentials.
     """
     def say(message: str) -> None:
         log(redact(message))
 
     try:
         return _fetch(resource, store, mirror, session, progress, say, cancel,
-                      http.DEADLINE if deadline is None else deadline)
+                      http.DEADLINE if deadline is None else deadline, max_download)
     except CompatError as exc:
         raise type(exc)(redact(str(exc))) from None
 
 
 def _fetch(resource: Resource, store: Store, mirror: Callable[[str], str], session: requests.Session | None,
-           progress: Progress | None, say: Log, cancel: threading.Event | None, deadline: float) -> Fetched:
+           progress: Progress | None, say: Log, cancel: threading.Event | None, deadline: float,
+           max_download: int) -> Fetched:
     if found := _cached(resource, store):
         return found
     urls = list(dict.fromkeys(mirror(u) for u in (resource.url, *resource.alt_urls)))
@@ -99,7 +101,7 @@ def _fetch(resource: Resource, store: Store, mirror: Callable[[str], str], sessi
             return found
         session = session or stack.enter_context(http.new_session(1))
         part = store.partial(resource.url)  # one .part per resource, resumable from any mirror
-        job = Transfer(resource, store, part, session, progress, say, cancel, deadline)
+        job = Transfer(resource, store, part, session, progress, say, cancel, deadline, max_download)
         _url, sha, size = job.first_that_works(urls)
         try:
             os.chmod(part, job.mode)  # made 0600; never wider than a file:// source
@@ -183,7 +185,8 @@ def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
                     return
                 try:
                     done[i] = fetch(r, store, mirror=settings.mirror, session=session, progress=track(r),
-                                    log=say, cancel=stop, deadline=settings.deadline)
+                                    log=say, cancel=stop, deadline=settings.deadline,
+                                    max_download=settings.max_download)
                 except BaseException as exc:  # noqa: B036 - handed to the main thread
                     done[i] = exc
 

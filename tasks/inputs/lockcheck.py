@@ -94,10 +94,18 @@ class Validator:
         return value
 
     def sha256(self, t: dict[str, Any], where: str, *, optional: bool) -> str | None:
+        """64 hex digits, either case; kept lower-case (the store's names, hashlib's digests)."""
         value = self.string(t, where, "sha256", optional=optional)
-        if value is not None and not _HEX64.fullmatch(value):
+        if value is not None and not _HEX64.fullmatch(value := value.lower()):
             raise LockfileError(f"{self.file}: {where}: sha256 must be 64 hex digits")
         return value
+
+    def digest(self, t: dict[str, Any], where: str, key: str) -> str | None:
+        """An optional ``sha256:<64 hex>`` image digest or id, either case; kept lower-case."""
+        value = t.get(key)
+        if isinstance(value, str) and value[:7].lower() == "sha256:":
+            t = {**t, key: value.lower()}
+        return self.string(t, where, key, pattern=_DIGEST, what="sha256:<64 hex>", optional=True)
 
     def url(self, t: dict[str, Any], where: str, key: str, *, optional: bool = False) -> Any:
         value = self.string(t, where, key, optional=optional)

@@ -9,10 +9,14 @@ Schema 2 (schema 1 — one ``[target]`` and a top-level ``[base]`` — still loa
     schema = 2
     default_target = "fedora20"   which [targets.*] is used when none is asked for
     [build]             linker = "llvm" (LINKERS: how the builder image links)
-    [targets.<name>]    glibc ("2.18"), arch ("x86_64"), packages (what the rpms stage installs),
+    [targets.<name>]    glibc ("2.18"), arch ("x86_64" or "aarch64": tasks/arches.py),
+                        packages (what the rpms stage installs),
                         repos (the repositories `invoke rpms --refresh` resolves them from),
                         rpm_key (the [[key]] whose pinned fingerprint must sign its RPMs;
-                        a target without one, like the Debian test profile, pins no RPMs)
+                        a target without one, like the Debian test profile, pins no RPMs),
+                        cross_from (an arch other than x86_64: the x86_64 target whose builder
+                        image the docker backend cross-links in; its packages are then the
+                        sysroot's, tasks/backends/cross.py)
     [targets.<name>.base]  image (a reference), digest (registry manifest digest) and/or id
     [[key]]             name, url, sha256 (optional), fingerprints = [...]
     [[artifact]]        name, url, sha256, filename (optional), alt_urls (optional),
@@ -32,11 +36,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from tasks import arches
 from tasks.errors import LockfileError
-from tasks.inputs.lockcheck import _DIGEST, _FPR, _GLIBC, _NAME
+from tasks.inputs.lockcheck import _FPR, _GLIBC, _NAME
 from tasks.inputs.lockcheck import Validator as _Validator
 from tasks.inputs.lockmodel import (  # the model, re-exported: callers import it from here
     ARCHES,
+    DOWNLOAD_MAX,
     KEY_MAX,
     LINKERS,
     SCHEMA_VERSION,
@@ -55,6 +61,7 @@ from tasks.inputs.urls import redact
 
 __all__ = [
     "ARCHES",
+    "DOWNLOAD_MAX",
     "KEY_MAX",
     "LINKERS",
     "SCHEMA_VERSION",
@@ -80,7 +87,7 @@ def load(path: Path, target: str | None = None, *, linker: str | None = None) ->
     LockfileError naming file, entry and field.
     """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is dropped
     except FileNotFoundError:
         raise LockfileError(f"{path}: lockfile not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -149,6 +156,7 @@ def parse(data: dict[str, Any], path: Path, *, target: str | None = None) -> Loc
     for t, _b in targets.values():
         if t.rpm_key and t.rpm_key not in key_names:
             raise LockfileError(f"{path.name}: target '{t.name}': rpm_key '{t.rpm_key}' is not a [[key]]")
+        _check_cross(path.name, t, {n: tb[0] for n, tb in targets.items()})
     for a in artifacts:
         signed = a.signature_url or a.checksums_signature_url
         if signed and not a.key:
@@ -187,7 +195,7 @@ def _targets(v: _Validator, table: dict[str, Any]) -> dict[str, tuple[Target, Ba
             raise LockfileError(f"{v.file}: {where} must be a table ([targets.{name}])")
         if not _NAME.fullmatch(name):
             raise LockfileError(f"{v.file}: {where}: a target name is letters, digits and ._+-")
-        v.unknown(t, where, {"glibc", "arch", "packages", "repos", "base", "rpm_key"})
+        v.unknown(t, where, {"glibc", "arch", "packages", "repos", "base", "rpm_key", "cross_from"})
         out[name] = (_target(v, t, name, where), _base(v, v.table(t, "base", f"targets.{name}.base"), f"{where}: base"))
     return out
 
@@ -202,22 +210,43 @@ def _target(v: _Validator, t: dict[str, Any], name: str, where: str) -> Target:
     repos = t.get("repos", [])
     if not isinstance(repos, list):
         raise LockfileError(f"{v.file}: {where}: repos must be a list of URLs")
+    glibc = v.required(t, where, "glibc", pattern=_GLIBC, what="a version like 2.18")
+    first = arches.get(arch).first_glibc
+    if tuple(int(p) for p in glibc.split(".")) < first:
+        raise LockfileError(f"{v.file}: {where}: glibc {glibc} predates {arch} (its first glibc is "
+                            f"{'.'.join(map(str, first))})")
     return Target(
         name=name,
-        glibc=v.required(t, where, "glibc", pattern=_GLIBC, what="a version like 2.18"),
+        glibc=glibc,
         packages=tuple(packages),
         arch=arch,
         repos=tuple(v.url({"repos": u}, where, "repos") for u in repos),
         rpm_key=v.string(t, where, "rpm_key", pattern=_NAME, optional=True),
+        cross_from=v.string(t, where, "cross_from", pattern=_NAME, optional=True) or "",
     )
+
+
+def _check_cross(file: str, t: Target, targets: dict[str, Target]) -> None:
+    """``cross_from`` names another target, of x86_64 (where the builder image runs), only on
+    a target of another arch."""
+    if not t.cross_from:
+        return
+    where = f"{file}: target '{t.name}': cross_from"
+    if t.arch == "x86_64":
+        raise LockfileError(f"{where} is for a target of another arch; an x86_64 target builds natively")
+    host = targets.get(t.cross_from)
+    if host is None:
+        raise LockfileError(f"{where} '{t.cross_from}' is not a target")
+    if host.arch != "x86_64" or host.cross_from:
+        raise LockfileError(f"{where} '{t.cross_from}' must be an x86_64 target that builds natively")
 
 
 def _base(v: _Validator, t: dict[str, Any], where: str) -> BaseImage:
     v.unknown(t, where, {"image", "digest", "id"})
     base = BaseImage(
         image=v.required(t, where, "image"),
-        digest=v.string(t, where, "digest", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
-        id=v.string(t, where, "id", pattern=_DIGEST, what="sha256:<64 hex>", optional=True),
+        digest=v.digest(t, where, "digest"),
+        id=v.digest(t, where, "id"),
     )
     if not base.digest and not base.id:
         raise LockfileError(f"{v.file}: {where}: pin the image with 'digest' or 'id'")

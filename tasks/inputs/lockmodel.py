@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from tasks.arches import ARCHES as _ARCHES
 from tasks.errors import LockfileError
 
 SCHEMA_VERSION = 2
 SCHEMAS = (1, 2)
 LINKERS = ("llvm", "rust-lld")  # how the builder image links: docker/builder, docker/builder-rust-lld
-ARCHES = ("x86_64",)
+ARCHES = tuple(_ARCHES)  # what a target's `arch` may be: tasks/arches.py
 UNPINNED_MAX = 1 << 20  # the most bytes taken for an unpinned signature or checksum list
 KEY_MAX = 16 << 20  # ... and for a key file without a pinned size (GNU's keyring is a few MB)
+DOWNLOAD_MAX = 1 << 30  # ... and for a pinned file without a pinned size: config compatbuild.max_download
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Target:
     arch: str = "x86_64"
     repos: tuple[str, ...] = ()  # the package repositories `invoke rpms --refresh` resolves against
     rpm_key: str | None = None  # the [[key]] that signs this target's RPMs (tasks.inputs.rpmsig)
+    cross_from: str = ""  # the x86_64 target whose builder image cross-links for this arch (docker)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ class Resource:
     @property
     def max_bytes(self) -> int | None:
         """The most bytes a download may bring: the pinned size, else a cap; unpinned files
-        (signatures, checksum lists) get a small one; a pinned file without a size none."""
+        (signatures, checksum lists) get a small one. None for a pinned file without a size:
+        the download cap (config ``compatbuild.max_download``, :data:`DOWNLOAD_MAX`) applies."""
         if self.size is not None:
             return self.size
         if self.cap is not None:

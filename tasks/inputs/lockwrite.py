@@ -43,13 +43,14 @@ def rewrite(lock_path: Path, edit: Edit) -> bool:
             mode = stat.S_IMODE(path.stat().st_mode)
         except OSError as exc:
             raise LockfileError(f"{lock_path}: cannot read lockfile: {exc.strerror or exc}") from None
-        doc = tomlkit.parse(before)
+        bom = "\ufeff" if before.startswith("\ufeff") else ""  # load() accepts one: keep it as it was
+        doc = tomlkit.parse(before.removeprefix(bom))
         edit(doc)
-        text = tomlkit.dumps(doc)
+        text = bom + tomlkit.dumps(doc)
         if text == before:
             return False
         try:
-            parse(tomllib.loads(text), path)
+            parse(tomllib.loads(text.removeprefix(bom)), path)
         except (LockfileError, tomllib.TOMLDecodeError) as exc:
             raise LockfileError(f"refusing to write {lock_path.name}: {exc}") from None
         try:

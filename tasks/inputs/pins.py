@@ -68,7 +68,7 @@ def record_sizes(lock_path: Path, store: Store, log: Log = print) -> int:
     """
     found: dict[tuple[str, str], int] = {}
     for kind in ("artifact", "key", "rpm"):
-        for table in _tables(tomlkit.parse(lock_path.read_text(encoding="utf-8")), kind):
+        for table in _tables(tomlkit.parse(lock_path.read_text(encoding="utf-8-sig")), kind):
             sha = table.get("sha256")
             if isinstance(sha, str) and "size" not in table and store.has(sha):
                 found[(kind, sha)] = store.path(sha).stat().st_size

@@ -44,7 +44,7 @@ ARCHIVE_REPOS = (
     "https://archives.fedoraproject.org/pub/archive/fedora/linux/releases/20/Everything/x86_64/os/",
     "https://archives.fedoraproject.org/pub/archive/fedora/linux/updates/20/x86_64/",
 )
-ARCHES = ("x86_64", "noarch")
+ARCHES = ("x86_64", "noarch")  # what a target's pins may be; an aarch64 target's: ("aarch64", "noarch")
 FetchBytes = Callable[[str], bytes]
 Log = Callable[[str], None]
 INSTALLED_QUERIES: tuple[tuple[str, ...], ...] = (
@@ -198,12 +198,12 @@ _EVR_KEY = cmp_to_key(evrcmp)
 
 
 class _Index:
-    """Every x86_64/noarch package of the repositories, by name, provide and listed file."""
+    """Every package of the repositories of ``arches`` (x86_64, noarch), by name, provide and listed file."""
 
-    def __init__(self, repos: Sequence[Sequence[Package]]) -> None:
+    def __init__(self, repos: Sequence[Sequence[Package]], arches: Sequence[str] = ARCHES) -> None:
         self.by_provide: dict[str, list[tuple[Package, Dep]]] = {}
         self.by_file: dict[str, list[Package]] = {}
-        for p in (p for repo in repos for p in repo if p.arch in ARCHES):
+        for p in (p for repo in repos for p in repo if p.arch in arches):
             for d in p.provides or (Dep(p.name, EQ, p.evr),):
                 self.by_provide.setdefault(d.name, []).append((p, d))
             for f in p.files:
@@ -231,13 +231,14 @@ def resolve(
     *,
     installed_provides: Iterable[str] = frozenset(),
     force: Sequence[str] = (),
+    arches: Sequence[str] = ARCHES,
 ) -> list[Package]:
     """The dependency closure of ``wanted`` minus what the installed provides already meet.
 
     ``installed_provides`` holds rpm's lines: ``name``, ``name = E:V-R`` and file paths; a
     bare name meets any version. Names in ``force`` are pinned (newest) even if installed.
     """
-    idx = _Index(repos)
+    idx = _Index(repos, arches)
     have = parse_installed(installed_provides)
     chosen: dict[str, Package] = {}
     todo: deque[tuple[Dep, str]] = deque()
@@ -280,6 +281,7 @@ def refresh(
     sysroot: Sequence[str] = SYSROOT_PACKAGES,
     target: str | None = None,
     check: Callable[[Sequence[Rpm]], None] | None = None,
+    arches: Sequence[str] = ARCHES,
 ) -> list[Rpm]:
     """Resolve ``packages`` against ``repos`` and rewrite ``target``'s ``[[rpm]]`` tables.
 
@@ -296,7 +298,7 @@ def refresh(
         log(f"Reading repository metadata from {base}")
         loaded.append(load_repo(base, fetch_bytes))
     chosen = resolve(loaded, packages, installed_provides=installed,
-                     force=[n for n in packages if n in sysroot])
+                     force=[n for n in packages if n in sysroot], arches=arches)
     for p in chosen:
         if p.checksum_type != "sha256":
             raise RpmError(f"{p.nevra}: the repository lists only a {p.checksum_type} checksum, "
@@ -305,7 +307,7 @@ def refresh(
 
     if check is not None:
         check(pins)
-    default = str(tomllib.loads(lock_path.read_text(encoding="utf-8")).get("default_target") or name)
+    default = str(tomllib.loads(lock_path.read_text(encoding="utf-8-sig")).get("default_target") or name)
 
     def edit(doc: tomlkit.TOMLDocument) -> None:
         aot = tomlkit.aot()

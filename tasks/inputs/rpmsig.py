@@ -11,7 +11,9 @@ This module reads those bytes itself and gives each signature to
 :func:`tasks.inputs.verify.check_signature` — the same rule as ``verify``: gpg in a
 throwaway GNUPGHOME that holds only the target's ``rpm_key`` file, accepted only when gpg's
 ``VALIDSIG`` fingerprint is one the lockfile pins (never rpm's 8-hex key IDs). Every
-signature present must pass, and the payload must be covered (a header+payload signature,
+signature present must pass — every *instance*: a signature header holding a tag twice (a
+stranger's 267, then the pinned key's) has each checked, so the stranger's is refused —
+and the payload must be covered (a header+payload signature,
 or the header's payload digest, recomputed here). Success is stamped in the store, keyed
 on the RPM's hash and stat, the key file and the fingerprints, so a re-check runs no gpg.
 
@@ -43,9 +45,9 @@ from tasks.errors import (
 )
 from tasks.inputs.lockfile import Key, Lockfile, Rpm, url_basename
 from tasks.inputs.verify import check_signature, key_file
-from tasks.store import Store, sha256_file
+from tasks.store import Store, file_identity, sha256_file
 
-STAMP_VERSION = 1
+STAMP_VERSION = 2  # 2: a file is keyed as verify's stamps are (ctime, device too)
 LEAD = b"\xed\xab\xee\xdb"
 MAGIC = b"\x8e\xad\xe8\x01"
 HEADER_SIGS = {268: "RSA header signature", 267: "DSA/EdDSA header signature"}
@@ -61,7 +63,7 @@ Log = Callable[[str], None]
 class Layout:
     """Where an RPM's parts are, and what its signature header and header say."""
 
-    signatures: dict[int, bytes]  # signature tag -> OpenPGP signature packet(s)
+    signatures: dict[int, tuple[bytes, ...]]  # signature tag -> each instance's OpenPGP packet(s), in order
     header: tuple[int, int]  # [start, end) of the header; the payload follows it
     payload_digest: tuple[str, str] | None  # (hashlib name, hex) from tags 5093/5092
 
@@ -87,12 +89,12 @@ def read_layout(path: Path, label: str) -> Layout:
         if len(lead) != 96 or lead[:4] != LEAD:
             raise RpmFormatError(f"rpm {label}: not an RPM (no lead)")
         entries, data = _section(f, label, "signature header")
-        sigs: dict[int, bytes] = {}
+        sigs: dict[int, tuple[bytes, ...]] = {}
         for tag, typ, offset, count in entries:
             if tag in HEADER_SIGS or tag in WHOLE_SIGS:
                 if typ != 7 or offset < 0 or offset + count > len(data):  # 7: RPM_BIN_TYPE
                     raise RpmFormatError(f"rpm {label}: malformed signature tag {tag}")
-                sigs[tag] = data[offset:offset + count]
+                sigs[tag] = (*sigs.get(tag, ()), data[offset:offset + count])  # each one is checked
         f.seek(-f.tell() % 8, 1)  # the signature header is padded to 8 bytes
         start = f.tell()
         entries, data = _section(f, label, "header")
@@ -135,8 +137,10 @@ def _payload_hash(path: Path, start: int, algo: str) -> str:
     return h.hexdigest()
 
 
-def check_rpm(path: Path, key_path: Path, key: Key, *, label: str) -> str:
-    """Check one RPM's signatures against ``key``'s pinned fingerprints; say how it passed.
+def check_rpm(path: Path, key_path: Path, key: Key, *, label: str) -> tuple[str, str]:
+    """Check one RPM's signatures against ``key``'s pinned fingerprints: (how it passed, a note).
+
+    The note is verify's: a signature made before its key expired passes, saying so.
 
     Raises RpmUnsigned (none, or the payload not covered), RpmSignerError (not by a pinned
     fingerprint), RpmTampered (a BAD signature or a wrong payload digest), RpmFormatError.
@@ -151,30 +155,34 @@ def check_rpm(path: Path, key_path: Path, key: Key, *, label: str) -> str:
                           "holds no payload digest: the payload is not signed")
     start, end = layout.header
     signers: set[str] = set()
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cbrpm") as tmp:
-        for tag, packet in sorted(layout.signatures.items()):
-            what = HEADER_SIGS.get(tag) or WHOLE_SIGS[tag]
+        for tag, packets in sorted(layout.signatures.items()):
             signed = Path(tmp) / "signed"
             _copy_range(path, signed, start, end if tag in HEADER_SIGS else None)
-            sig = Path(tmp) / "sig"
-            sig.write_bytes(packet)
-            try:
-                fpr, _note = check_signature(sig, signed, [key_path], key.fingerprints,
-                                             what=f"rpm {label}: {what}",
-                                             keys_label=f"'{key.name}' ({url_basename(key.url)})")
-            except SignatureError as exc:
-                if "BAD signature" in str(exc):
-                    raise RpmTampered(f"rpm {label}: {what} is BAD: the package was altered "
-                                      "after it was signed") from None
-                raise RpmSignerError(f"{exc}") from None
-            signers.add(fpr)
+            for n, packet in enumerate(packets, 1):
+                what = HEADER_SIGS.get(tag) or WHOLE_SIGS[tag]
+                what += f" ({n} of {len(packets)})" if len(packets) > 1 else ""
+                sig = Path(tmp) / "sig"
+                sig.write_bytes(packet)
+                try:
+                    fpr, note = check_signature(sig, signed, [key_path], key.fingerprints,
+                                                 what=f"rpm {label}: {what}",
+                                                 keys_label=f"'{key.name}' ({url_basename(key.url)})")
+                except SignatureError as exc:
+                    if "BAD signature" in str(exc):
+                        raise RpmTampered(f"rpm {label}: {what} is BAD: the package was altered "
+                                          "after it was signed") from None
+                    raise RpmSignerError(f"{exc}") from None
+                signers.add(fpr)
+                notes += [note] if note and note not in notes else []
     if layout.payload_digest is not None:
         algo, want = layout.payload_digest
         got = _payload_hash(path, end, algo)
         if got != want:
             raise RpmTampered(f"rpm {label}: payload {algo} is {got}, its signed header says "
                               f"{want}: the package was altered after it was signed")
-    return f"signed by {', '.join(sorted(signers))}"
+    return f"signed by {', '.join(sorted(signers))}", "; ".join(notes)
 
 
 def rpm_key(lock: Lockfile) -> Key:
@@ -185,11 +193,6 @@ def rpm_key(lock: Lockfile) -> Key:
             "signatures cannot be checked; add rpm_key = \"<a [[key]] name>\" to "
             f"[targets.{lock.target.name}]")
     return lock.key(lock.target.rpm_key)
-
-
-def _stat(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def check_rpms(lock: Lockfile, store: Store, rpms: Sequence[Rpm] | None = None, *,
@@ -208,9 +211,13 @@ def check_rpms(lock: Lockfile, store: Store, rpms: Sequence[Rpm] | None = None, 
     checked = 0
     for r in pins:
         try:
-            checked += _check_one(r, store, key, key_path, key_sha)
+            done, note = _check_one(r, store, key, key_path, key_sha)
         except CompatError as exc:
             failures.append(exc)
+            continue
+        checked += done
+        if note and done:  # as verify says it, when checked now: "(key expired ... after signing ...)"
+            log(f"Verified rpm {r.filename} ({note})")
     for extra in failures[1:]:
         log(f"Also failed: {extra}")
     if failures:
@@ -222,16 +229,18 @@ def check_rpms(lock: Lockfile, store: Store, rpms: Sequence[Rpm] | None = None, 
     return checked
 
 
-def _check_one(r: Rpm, store: Store, key: Key, key_path: Path, key_sha: str) -> int:
+def _check_one(r: Rpm, store: Store, key: Key, key_path: Path, key_sha: str) -> tuple[int, str]:
+    """(1 when it was checked now, 0 when its stamp vouched for it; the signature's note)."""
     path = store.path(r.sha256)
     if not path.is_file():
         raise NotDownloaded(f"rpm {r.filename} is not downloaded; run `invoke download`")
-    material = {"v": STAMP_VERSION, "kind": "rpm-signature", "rpm": r.sha256, "stat": _stat(path),
-                "key": [key_sha, *_stat(key_path)], "fingerprints": sorted(key.fingerprints)}
+    material = {"v": STAMP_VERSION, "kind": "rpm-signature", "rpm": r.sha256, "stat": file_identity(path),
+                "key": [key_sha, *file_identity(key_path)], "fingerprints": sorted(key.fingerprints)}
     stamp = store.stamp(material)
     try:
-        if json.loads(stamp.read_text()).get("material") == material:
-            return 0
+        recorded = json.loads(stamp.read_text())
+        if recorded.get("material") == material:
+            return 0, str(recorded.get("note", ""))
     except (OSError, ValueError, AttributeError):
         pass
     for file, sha, what in ((path, r.sha256, f"rpm {r.filename}"),
@@ -240,7 +249,7 @@ def _check_one(r: Rpm, store: Store, key: Key, key_path: Path, key_sha: str) -> 
         if got != sha:
             moved = store.quarantine(file, what)
             raise HashMismatch(f"{what} has sha256 {got}, expected {sha}; moved it to {moved}")
-    method = check_rpm(path, key_path, key, label=r.filename)
-    write_atomic(stamp, json.dumps({"material": material, "method": method}, sort_keys=True).encode())
-    return 1
+    method, note = check_rpm(path, key_path, key, label=r.filename)
+    write_atomic(stamp, json.dumps({"material": material, "method": method, "note": note}, sort_keys=True).encode())
+    return 1, note
 

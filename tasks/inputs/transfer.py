@@ -5,9 +5,11 @@
 - every URL in turn (the primary, then its ``alt_urls``), each after a network error, a
   hash mismatch (the bad bytes are quarantined first) or a body too large; when all fail,
   the error names each URL's failure;
-- never more than the resource's :attr:`~tasks.inputs.lockfile.Resource.max_bytes`: a
-  ``Content-Length`` above it is refused before a byte is written, a longer body stops
-  there; a ``file://`` URL must name a regular file (not a FIFO, not ``/dev/zero``);
+- never more than the resource's :attr:`~tasks.inputs.lockfile.Resource.max_bytes`, or
+  for a pinned file without a pinned size the download cap (``max_download``, config
+  ``compatbuild.max_download``): a ``Content-Length`` above it is refused before a byte is
+  written, a longer body stops there; a ``file://`` URL must name a regular file (not a
+  FIFO, not ``/dev/zero``);
 - an overall deadline per URL (retries included) on top of the per-read timeout, so a
   server dripping a byte now and then ends too; a :class:`tasks.inputs.http.Stop` ends
   a blocked read at once;
@@ -36,7 +38,7 @@ import requests
 
 from tasks.errors import CompatError, DownloadError, HashMismatch, SizeError
 from tasks.inputs import http
-from tasks.inputs.lockfile import Resource
+from tasks.inputs.lockfile import DOWNLOAD_MAX, Resource
 from tasks.store import Store
 
 CHUNK = http.CHUNK
@@ -63,7 +65,14 @@ class Transfer:
     say: Log
     stop: threading.Event | None
     deadline: float = http.DEADLINE
+    max_download: int = DOWNLOAD_MAX  # the cap on a pinned file without a pinned size
     mode: int = field(default=0o666 & ~_UMASK, init=False)
+
+    @property
+    def limit(self) -> int:
+        """The most bytes this download may bring (every download is bounded)."""
+        pinned = self.resource.max_bytes
+        return self.max_download if pinned is None else pinned
 
     def first_that_works(self, urls: list[str]) -> tuple[str, str, int]:
         """(url, sha256, size) of the first URL whose bytes match the pin; else each URL's error."""
@@ -147,11 +156,19 @@ class Transfer:
         return Transfer._Guard(self.stop, body, until)
 
     def _check_length(self, total: int | None, url: str) -> None:
-        limit = self.resource.max_bytes
-        if total is not None and limit is not None and total > limit:
+        if total is not None and total > self.limit:
             self.part.unlink(missing_ok=True)
-            raise SizeError(f"{url} announces {total} bytes, more than the {_limit_text(self.resource)}; "
+            raise SizeError(f"{url} announces {total} bytes, more than the {self._limit_text()}; "
                             "refused before writing it")
+
+    def _limit_text(self) -> str:
+        r = self.resource
+        if r.size is not None:
+            return f"{r.size} bytes the lockfile pins"
+        if r.max_bytes is None:
+            return (f"{self.limit}-byte cap on a download without a pinned size "
+                    "(config compatbuild.max_download)")
+        return f"{r.max_bytes} bytes allowed for an {'unpinned ' if not r.sha256 else ''}file without a pinned size"
 
     def copy_file(self, url: str) -> tuple[str, int]:
         """Copy a ``file://`` URL the same way: a regular file only, hashed while written,
@@ -161,11 +178,12 @@ class Transfer:
             fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)  # a FIFO must not block the open
         except OSError as exc:
             raise DownloadError(f"cannot read {src}: {exc.strerror or exc}") from None
+        st = os.fstat(fd)  # before fdopen, which refuses a directory with a bare IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or a device has no end)"
+            raise SizeError(f"{src} is {kind}; a file:// URL must name a regular file")
         with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise SizeError(f"{src} is not a regular file (a FIFO or a device has no end); "
-                                "a file:// URL must name a regular file")
             self._check_length(st.st_size, url)
             self.mode = _at_most(st, self.part.parent)
             try:
@@ -186,15 +204,15 @@ class Transfer:
         disk error, an interrupt or a body over the limit raise here: a network error ends
         ``chunks``, and the caller judges it by the bytes held.
         """
-        limit = self.resource.max_bytes
+        limit = self.limit
         try:
             flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if mode == "wb" else os.O_APPEND)
             with os.fdopen(os.open(self.part, flags, 0o600), "wb") as f, _Sink(h.update) as hasher:
                 for chunk in chunks:
-                    if limit is not None and got + len(chunk) > limit:
+                    if got + len(chunk) > limit:
                         f.close()
                         self.part.unlink(missing_ok=True)
-                        raise SizeError(f"the body is longer than the {_limit_text(self.resource)}; "
+                        raise SizeError(f"the body is longer than the {self._limit_text()}; "
                                         "stopped there and removed the partial download")
                     hasher.put(chunk)
                     f.write(chunk)
@@ -211,12 +229,6 @@ class Transfer:
                 raise Fatal(f"{disk_text(self.part, exc)}; removed the partial download") from None
             raise Fatal(disk_text(self.part, exc)) from None
         return got
-
-
-def _limit_text(r: Resource) -> str:
-    if r.size is not None:
-        return f"{r.size} bytes the lockfile pins"
-    return f"{r.max_bytes} bytes allowed for an {'unpinned ' if not r.sha256 else ''}file without a pinned size"
 
 
 def _at_most(src: os.stat_result, dest_dir: Path) -> int:

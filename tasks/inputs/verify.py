@@ -31,7 +31,7 @@ from tasks.atomic import write_atomic
 from tasks.errors import CompatError, HashMismatch, NotDownloaded, OutputError, SignatureError, ToolError
 from tasks.inputs.lockfile import Artifact, Key, Lockfile, url_basename
 from tasks.proc import run as proc_run
-from tasks.store import Store, sha256_file
+from tasks.store import Store, file_identity, sha256_file
 
 STAMP_VERSION = 2  # 2: a file is keyed on its ctime too (an edit with the mtime put back)
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+?)\r?$")
@@ -208,13 +208,6 @@ def listed_hashes(text: str, filename: str) -> list[str]:
     return out
 
 
-def _stat(path: Path) -> list[int]:
-    """What a stamp keys a file on: an edit in place changes the ctime even when the mtime is
-    put back (``touch -d``, ``os.utime``), and a file replaced by another has a new inode."""
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-
 def _aux(store: Store, url: str, what: str) -> tuple[Path, str]:
     sha = store.url_hash(url)
     if sha is None:
@@ -253,7 +246,7 @@ def verify_artifact(lock: Lockfile, artifact: Artifact, store: Store) -> Verifie
     material = {
         "v": STAMP_VERSION, "artifact": artifact.name, "filename": artifact.filename,
         "sha256": artifact.sha256,
-        "files": {role: [sha, *_stat(path)] for role, (path, sha) in files.items()},
+        "files": {role: [sha, *file_identity(path)] for role, (path, sha) in files.items()},
         "fingerprints": sorted(key.fingerprints) if key else [],
     }
     stamp = store.stamp(material)

@@ -48,9 +48,9 @@ from tasks.profile.profile import (
     write_lockfile,
 )
 from tasks.profile.rust import (
-    DEFAULT_TOOLCHAIN,
     RUST_COMPONENTS,
     RUST_TARGET,
+    default_toolchain,
     install_sh,
     make_rust_installer,
     make_small_rust_installer,
@@ -79,7 +79,7 @@ __all__ = [
     "CMAKE_VERSION",
     "CMAKE_WHEEL",
     "DEBIAN_MIRROR",
-    "DEFAULT_TOOLCHAIN",
+    "default_toolchain",
     "FILES",
     "IMAGE_PATH",
     "LLVM_PACKAGES",

@@ -1,7 +1,8 @@
 """Test-profile base image: Debian bullseye (glibc 2.31) from debootstrap, imported into Docker.
 
-:func:`build_base_image` debootstraps a minbase root filesystem with a C/C++ toolchain (and
-clang-11/lld-11 for the llvm stage), slims it, caches it as a tarball (written through
+:func:`build_base_image` debootstraps a minbase root filesystem with a C/C++ toolchain, the
+real host programs a plugin's smoke runs (python3, lua5.1, sqlite3) and clang-11/lld-11 for
+the llvm stage, slims it, caches it as a tarball (written through
 :func:`tasks.atomic.ensure_file`) and imports it with
 :meth:`tasks.builder.docker_client.Docker.import_image`, with the image's PATH and a label
 keyed by its inputs. It does nothing, silently, when the tag exists.
@@ -14,11 +15,13 @@ ever pins an image id that its tag no longer names.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from tasks import proc
 from tasks.atomic import ensure_file, lock_for
 from tasks.builder.docker_client import Docker, connect
 from tasks.errors import ProfileError
@@ -27,7 +30,13 @@ from tasks.profile.sources import DEBIAN_MIRROR
 BASE_REPO = "compatbuild-test"
 BASE_PACKAGES = ("gcc", "g++", "libc6-dev", "make", "tar", "gzip", "xz-utils", "ca-certificates")
 LLVM_PACKAGES = ("clang-11", "lld-11")
+# the real host programs `smoke --host` runs (python3 imports, lua5.1 requires, sqlite3 .loads) and
+# the host libraries `--host-lib` preloads (libpython3.9.so.1.0, liblua5.1.so.0, libsqlite3.so.0)
+HOST_PACKAGES = ("python3", "libpython3.9", "lua5.1", "liblua5.1-0", "sqlite3", "libsqlite3-0")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEBOOTSTRAP_DEADLINE = 3600.0  # seconds: a slow mirror, not a hung one
+# debootstrap's phase lines ("I: Retrieving Packages", "I: Unpacking required packages...")
+_PHASE = re.compile(r"^I: (?:.*\b(?:packages|Packages|(?:In)?Release|base system)\b|Base system installed)")
 
 
 def image_id(dk: Docker, tag: str) -> str | None:
@@ -37,7 +46,7 @@ def image_id(dk: Docker, tag: str) -> str | None:
 
 
 def base_packages(with_llvm: bool = True) -> tuple[str, ...]:
-    return BASE_PACKAGES + (LLVM_PACKAGES if with_llvm else ())
+    return BASE_PACKAGES + HOST_PACKAGES + (LLVM_PACKAGES if with_llvm else ())
 
 
 def _rootfs_key(suite: str, mirror: str, packages: tuple[str, ...]) -> str:
@@ -101,16 +110,20 @@ def _rootfs_tarball(dest: Path, suite: str, mirror: str, packages: tuple[str, ..
     def bootstrap(part: Path) -> None:
         rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=dest.parent))
         try:
-            print(f"Bootstrapping Debian {suite} with {', '.join(packages)}")
-            with log.open("wb") as out:
-                done = subprocess.run(
+            print(f"Bootstrapping Debian {suite} with {', '.join(packages)} (minutes; the full log: {log})")
+            with log.open("w") as out:
+                def progress(line: str) -> None:
+                    out.write(line + "\n")
+                    if _PHASE.match(line):  # its phases, not a line per package
+                        print(f"  debootstrap: {line.removeprefix('I: ')}", flush=True)
+
+                status, stdout, _ = proc.stream(
                     [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", suite, str(rootfs), mirror],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    check=False,
+                    what=f"debootstrap {suite}", timeout=DEBOOTSTRAP_DEADLINE, on_stderr=progress, error=ProfileError,
                 )
-            if done.returncode != 0:
-                raise ProfileError(f"debootstrap {suite} failed (exit {done.returncode}); see {log}")
+                out.write(stdout)
+            if status != 0:
+                raise ProfileError(f"debootstrap {suite} failed (exit {status}); see {log}")
             _slim(rootfs)
             subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(part), "."], check=True)
         except subprocess.CalledProcessError as exc:

@@ -4,7 +4,8 @@
 image, keeping the debootstrap tarball and Rust packs in :func:`default_cache_dir` and
 downloads in a :class:`~tasks.store.Store` (by default ``<cache>/store``, the one the
 tests' pipeline uses); :func:`write_lockfile` pins them as ``file://`` artifacts and the
-base image by its local image id.
+base image by its local image id, and carries the zig backend's two PyPI wheels as the
+shipped lockfile pins them, so both backends build for the profile's one target.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from pathlib import Path
 
 from tasks.atomic import write_atomic
 from tasks.builder.docker_client import Docker
+from tasks.inputs import lockfile
+from tasks.inputs.lockfile import Artifact
 from tasks.profile.base import base_tag_for, build_base_image
 from tasks.profile.fixtures import make_cmake_tarball, make_llvm_tarballs, make_make_tarball
-from tasks.profile.rust import DEFAULT_TOOLCHAIN, make_rust_installer
+from tasks.profile.rust import make_rust_installer
+from tasks.settings import PROJECT_ROOT
 from tasks.store import Store, sha256_file
 
+ZIG_ARTIFACTS = ("cargo-zigbuild", "ziglang")  # pinned as the shipped lockfile pins them
 TARGET_NAME = "bullseye-test"
 TARGET_GLIBC = "2.31"
 
@@ -47,8 +52,10 @@ def write_lockfile(
     artifacts: Iterable[tuple[str, Path]],
     target: str = TARGET_NAME,
     glibc: str = TARGET_GLIBC,
+    upstream: Iterable[Artifact] = (),
 ) -> Path:
-    """Write the profile's lockfile (schema 1): target, base image, and file:// artifacts.
+    """Write the profile's lockfile (schema 1): target, base image, file:// artifacts, and
+    ``upstream`` artifacts pinned as the shipped lockfile pins them (the zig backend's wheels).
 
     A local image has no registry digest, so the base is pinned by its image ``id``.
     """
@@ -73,6 +80,9 @@ def write_lockfile(
             f"url = {_toml_str(file.resolve().as_uri())}",
             f"sha256 = {_toml_str(sha256_file(file))}",
         ]
+    for a in upstream:
+        lines += ["", "[[artifact]]", f"name = {_toml_str(a.name)}", f"url = {_toml_str(a.url)}",
+                  f"sha256 = {_toml_str(a.sha256)}", *([f"size = {a.size}"] if a.size else [])]
     write_atomic(path, ("\n".join(lines) + "\n").encode())
     return path
 
@@ -82,7 +92,7 @@ def prepare_profile(
     *,
     with_base_image: bool = True,
     cache: Path | None = None,
-    toolchain: Path = DEFAULT_TOOLCHAIN,
+    toolchain: Path | None = None,
     base_tag: str = "",
     store: Store | None = None,
     dk: Docker | None = None,
@@ -108,4 +118,7 @@ def prepare_profile(
     ]
     base_tag = base_tag or base_tag_for(cache / "base")  # follows the cache: profiles side by side never clash
     base_id = build_base_image(tag=base_tag, workdir=cache / "base", dk=dk) if with_base_image else None
-    return write_lockfile(root / "rsrc.lock.toml", base_image=base_tag, base_id=base_id, artifacts=artifacts)
+    shipped = lockfile.load(PROJECT_ROOT / "rsrc.lock.toml", "centos7")
+    zig = [a for a in shipped.artifacts if a.name in ZIG_ARTIFACTS]  # PyPI's wheels: both backends, one target
+    return write_lockfile(root / "rsrc.lock.toml", base_image=base_tag, base_id=base_id, artifacts=artifacts,
+                          upstream=zig)

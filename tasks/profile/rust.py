@@ -19,10 +19,16 @@ from pathlib import Path
 from tasks.atomic import ensure_file, staged
 from tasks.errors import ProfileError
 from tasks.profile.sources import Tar, text
+from tasks.store import file_identity
 
 RUST_TARGET = "x86_64-unknown-linux-gnu"
 RUST_COMPONENTS = ("rustc", "cargo", f"rust-std-{RUST_TARGET}")
-DEFAULT_TOOLCHAIN = Path.home() / ".rustup" / "toolchains" / f"stable-{RUST_TARGET}"
+
+
+def default_toolchain() -> Path:
+    """The stable x86_64 toolchain in rustup's home: ``$RUSTUP_HOME``, else ``~/.rustup`` (rustup's own rule)."""
+    home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup").expanduser()
+    return home / "toolchains" / f"stable-{RUST_TARGET}"
 
 
 def install_sh() -> str:
@@ -94,7 +100,7 @@ def _add_tree(tar: Tar, name: str, path: Path) -> None:
 def make_rust_installer(
     dest: Path,
     *,
-    toolchain: Path = DEFAULT_TOOLCHAIN,
+    toolchain: Path | None = None,
     version: str | None = None,
     level: int = 1,
     cache: Path | None = None,
@@ -106,7 +112,9 @@ def make_rust_installer(
     cargo and rust-std only. ``version`` names the tarball and defaults to the toolchain's
     own; the ``version`` file inside always tells the truth. With ``cache``, an identical
     earlier pack (same toolchain files, version, level, install.sh) is copied instead.
+    ``toolchain`` defaults to :func:`default_toolchain`.
     """
+    toolchain = toolchain or default_toolchain()
     real = rustc_version(toolchain)
     version = version or real.split()[0]
     name = f"rust-{version}-{RUST_TARGET}"
@@ -122,7 +130,7 @@ def make_rust_installer(
                     level,
                     str(toolchain),
                     [
-                        (rel, (toolchain / rel).stat().st_size, (toolchain / rel).stat().st_mtime_ns)
+                        (rel, *file_identity(toolchain / rel))  # as every re-check keys a file
                         for comp in entries.values()
                         for _, rel in comp
                     ],

@@ -8,6 +8,7 @@ first run, deb.debian.org, PyPI and crates.io; stage images and downloads are ca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 from tasks import pipeline
 from tasks.backends.crate import inspect_crate
 from tasks.backends.outputs import RECORD, BuildResult, last_build, target_dir
-from tasks.builder.docker_client import Docker
+from tasks.builder.docker_client import LABEL_PREFIX, WARM_LABEL, Docker
 from tasks.dlopen import smoke
 from tasks.dlopen.smoke import SmokeResult
 from tasks.elf.audit import audit_library, format_report
@@ -197,6 +198,7 @@ class Recording(Docker):
     def __init__(self, dk: Docker) -> None:
         super().__init__(dk.client)
         self.commands: list[list[str]] = []
+        self.warm = []  # the commands run by docker exec in a warm container
 
     def run_split(self, image: str, command: Sequence[str], **kwargs: Any) -> tuple[int, str, str]:
         self.commands.append(list(command))
@@ -205,6 +207,13 @@ class Recording(Docker):
     def run(self, image: str, command: Sequence[str], **kwargs: Any) -> tuple[int, str]:
         self.commands.append(list(command))
         return super().run(image, command, **kwargs)
+
+    def run_warm(self, image: str, command: Sequence[str], **kwargs: Any) -> tuple[int, str, str]:
+        self.commands.append(list(command))
+        self.warm.append(list(command))
+        return super().run_warm(image, command, **kwargs)
+
+    warm: list[list[str]]
 
 
 def fake_host_cargo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -437,3 +446,60 @@ def test_missing_symbol_is_a_smoke_error_naming_dlsym(
 def test_last_build_without_a_record_says_build_first(tmp_path: Path) -> None:
     with pytest.raises(CompatError, match="run `invoke build` first"):
         last_build(tmp_path)
+
+
+# ----------------------------------------------------------------------------- the warm build container
+
+
+def _warm_containers(dk: Docker) -> list[Any]:
+    return dk.client.containers.list(filters={"label": [WARM_LABEL]})
+
+
+def test_builds_exec_in_one_warm_container_that_stops_itself_when_idle(
+    dk: Docker, lock: Lockfile, store: Store, profile_settings: Settings, tmp_path: Path,
+) -> None:
+    crate = copy_crate(HELLO, tmp_path)
+    settings = dataclasses.replace(profile_settings, out=tmp_path / "out", warm_idle=4)
+    recording = Recording(dk)
+    before = {c.id for c in _warm_containers(dk)}
+    first = build(recording, lock, store, settings, crate, [])
+    assert [c[:2] for c in recording.warm] == [["cargo", "build"]]
+    [warm] = [c for c in _warm_containers(dk) if c.id not in before]
+    assert warm.labels[f"{LABEL_PREFIX}.project"] == "compatbuild"
+    assert warm.attrs["Config"].get("NetworkDisabled") is True
+    source = crate / "src" / "lib.rs"
+    edited = "compatbuild, rebuilt by docker exec in its warm container"  # long: kept in .rodata as is
+    source.write_text(source.read_text().replace('"compatbuild"', f'"{edited}"'))  # an edit: cargo runs again
+    recording.commands.clear()
+    again = build(recording, lock, store, settings, crate, [])
+    assert [c[:2] for c in recording.warm[1:]] == [["cargo", "build"]]
+    assert [c for c in recording.commands if c not in recording.warm] == []  # no new container: an exec
+    assert {c.id for c in _warm_containers(dk)} - before == {warm.id}
+    assert again.libraries == first.libraries and edited.encode() in first.libraries[0].read_bytes()
+    audit_ok(first.libraries[0], lock.target.glibc)
+    deadline = time.monotonic() + 60
+    while warm.id in {c.id for c in dk.client.containers.list(all=True, filters={"label": [WARM_LABEL]})}:
+        assert time.monotonic() < deadline, "the warm container did not stop after its idle time"
+        time.sleep(1)  # it stops itself after 4 s without an exec, and removes itself
+
+
+def test_no_warm_builds_in_a_new_container_and_a_rebuild_after_idle_makes_a_new_one(
+    dk: Docker, lock: Lockfile, store: Store, profile_settings: Settings, tmp_path: Path,
+) -> None:
+    crate = copy_crate(HELLO, tmp_path)
+    cold = dataclasses.replace(profile_settings, out=tmp_path / "out", warm_idle=0)
+    recording = Recording(dk)
+    build(recording, lock, store, cold, crate, [])
+    assert recording.warm == [] and [c[:2] for c in recording.commands if c[:2] == ["cargo", "build"]]
+    assert not [c for c in _warm_containers(dk) if c.labels.get(f"{WARM_LABEL}.slot") and
+                str(crate) in str(c.attrs["Mounts"])]
+
+
+def test_the_warm_key_follows_the_image_the_mounts_the_user_and_the_network() -> None:
+    from tasks.builder.docker_client import _warm_key
+
+    vols = {"/a": {"bind": "/a", "mode": "rw"}}
+    key = _warm_key("sha256:1", vols, "0:0", True)
+    assert key == _warm_key("sha256:1", dict(vols), "0:0", True)
+    assert len({key, _warm_key("sha256:2", vols, "0:0", True), _warm_key("sha256:1", {}, "0:0", True),
+                _warm_key("sha256:1", vols, "1:1", True), _warm_key("sha256:1", vols, "0:0", False)}) == 5

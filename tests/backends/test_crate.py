@@ -183,6 +183,16 @@ def test_missing_path_dependency_is_a_crate_error_naming_it(tmp_path: Path) -> N
         find_sources(inspect_crate(app, use_cargo=False))
 
 
+def test_a_path_dependency_that_is_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    app = package(tmp_path / "app", "app")
+    (app / "loop_a").symlink_to("loop_b")
+    (app / "loop_b").symlink_to("loop_a")
+    write(app / "Cargo.toml", (app / "Cargo.toml").read_text() + '[dependencies]\nd = { path = "loop_a" }\n')
+    with pytest.raises(CrateError, match=r"path dependency 'loop_a' cannot be resolved: Symlink loop") as err:
+        find_sources(inspect_crate(app, use_cargo=False))
+    assert "\n" not in str(err.value)
+
+
 def test_fixture_pair_uses_common_from_outside_its_workspace() -> None:
     found = find_sources(inspect_crate(CRATES / "uses_common"))
     assert found.outside == ((CRATES / "common").resolve(),)

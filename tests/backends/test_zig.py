@@ -141,6 +141,56 @@ def test_cargo_failing_is_a_cargo_error(centos7: lockfile.Lockfile, zig_settings
     assert err.value.exit_code == 9 and "\n" not in str(err.value)
 
 
+def _link_lib_crate(root: Path, name: str, build_rs: str) -> Path:
+    """A cdylib crate whose build script prints ``build_rs``'s link requests."""
+    crate = root / name
+    (crate / "src").mkdir(parents=True)
+    (crate / "Cargo.toml").write_text(f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n'
+                                      '[lib]\ncrate-type = ["cdylib"]\n')
+    (crate / "src" / "lib.rs").write_text("#[no_mangle]\npub extern \"C\" fn test() {}\n")
+    (crate / "build.rs").write_text(build_rs)
+    return crate
+
+
+def test_a_failed_link_names_its_cause(centos7: lockfile.Lockfile, zig_settings: Settings, tmp_path: Path) -> None:
+    crate = _link_lib_crate(tmp_path, "needs_missing",
+                            'fn main() { println!("cargo:rustc-link-lib=dylib=compatbuild_no_such_lib"); }\n')
+    with pytest.raises(CargoError) as err:
+        pipeline.build(None, centos7, zig_settings, crate, out=tmp_path / "out", log=quiet, on_line=quiet)
+    said = str(err.value)
+    assert "linking with" in said and "cause: " in said and "compatbuild_no_such_lib" in said, said
+    assert "\n" not in said
+
+
+@pytest.mark.skipif(shutil.which("pkg-config") is None, reason="needs pkg-config (pkgconf) on this machine")
+def test_build_scripts_do_not_see_this_machines_pkg_config(
+    centos7: lockfile.Lockfile, zig_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A .pc file this machine's pkg-config finds is not handed to a zig build's build script."""
+    pc = tmp_path / "pc"
+    pc.mkdir()
+    (pc / "compatbuildhostlib.pc").write_text("Name: compatbuildhostlib\nDescription: x\nVersion: 1\n"
+                                               "Libs: -L/nonexistent -lcompatbuildhostlib\n")
+    monkeypatch.setenv("PKG_CONFIG_LIBDIR", str(pc))  # the host's database, as a build script would see it
+    monkeypatch.setenv("PKG_CONFIG_PATH", str(pc))
+    seen = subprocess.run(["pkg-config", "--libs", "compatbuildhostlib"], capture_output=True, text=True)
+    assert seen.returncode == 0, seen.stderr  # this machine's pkg-config finds it
+    crate = _link_lib_crate(tmp_path, "asks_pkg_config", """\
+use std::process::Command;
+fn main() {
+    let found = Command::new("pkg-config").args(["--libs", "compatbuildhostlib"]).output();
+    if let Ok(out) = found {
+        if out.status.success() {
+            println!("cargo:rustc-link-lib=dylib=compatbuildhostlib"); // as the pkg-config crate would
+        }
+    }
+}
+""")
+    [lib] = pipeline.build(None, centos7, zig_settings, crate, out=tmp_path / "out", log=quiet,
+                           on_line=quiet).libraries
+    assert lib.is_file()
+
+
 def test_a_corrupt_or_missing_file_in_the_zig_install_is_found(centos7: lockfile.Lockfile,
                                                                zig_settings: Settings, tmp_path: Path) -> None:
     """The install is checked against the wheel's RECORD on every use (stat, then hash if changed)."""
@@ -201,6 +251,22 @@ def test_invoke_build_without_docker_is_one_line_exit_6(tmp_path: Path) -> None:
     assert proc.returncode == 6
     [line] = proc.stderr.strip().splitlines()
     assert "cannot reach the Docker daemon" in line and "--backend zig" in line
+
+
+def test_smoke_after_a_zig_build_loads_offline_where_it_can(zig_settings: Settings, tmp_path: Path) -> None:
+    """No Docker and no RPM pins: plain `invoke smoke` after a zig build loads it under the sysroots."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_COMPATBUILD_")}
+    env.update(DOCKER_HOST="unix:///nonexistent", INVOKE_COMPATBUILD_CACHE=str(zig_settings.cache),
+               INVOKE_COMPATBUILD_OUT=str(tmp_path / "out"), INVOKE_COMPATBUILD_TARGET="centos7")
+    build = subprocess.run([sys.executable, "-m", "invoke", "build", "--backend", "zig"], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr
+    smoke = subprocess.run([sys.executable, "-m", "invoke", "smoke", "--no-current"], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert smoke.returncode == 0, smoke.stderr
+    said = smoke.stdout + smoke.stderr
+    assert "The centos7 image is out of reach" in said and "bullseye (glibc 2.31)" in said, said
+    assert "trixie (glibc 2.41)" in said and "--backend zig" not in said
 
 
 def test_backend_is_a_checked_setting() -> None:

@@ -141,3 +141,43 @@ def test_an_unknown_linker_is_one_line(tmp_path: Path) -> None:
         _with_linker(tmp_path, "gold")
     with pytest.raises(LockfileError, match="unknown linker 'gold'"):
         stages.chain("builder", "gold")
+
+
+class _FakeImage:
+    def __init__(self, image_id: str, tags: list[str]) -> None:
+        self.id, self.tags, self.labels = image_id, tags, {"org.compatbuild.stage": "rust"}
+
+
+class _FakeDocker:
+    """What prune asks the daemon: the labelled images, then a removal each (some refused)."""
+
+    def __init__(self, images: list[_FakeImage], refuse: set[str]) -> None:
+        self.listed, self.refuse, self.removed = images, refuse, list[str]()
+
+    def images(self, _label: str) -> list[_FakeImage]:
+        return self.listed
+
+    def remove_image(self, ref: str) -> None:
+        from tasks.errors import DockerError
+
+        if ref in self.refuse:
+            raise DockerError(f"docker: cannot remove {ref}: conflict: unable to remove repository "
+                              "reference (must force) - container 1234 is using its referenced image")
+        self.removed.append(ref)
+
+
+def test_prune_leaves_untagged_images_alone_and_never_stops_partway() -> None:
+    """During a stage build, its intermediate layers are untagged images carrying the parent's
+    labels: prune must not touch them. A tag Docker will not remove (in use) is kept, said,
+    and the other stale tags are still removed."""
+    dk = _FakeDocker([_FakeImage("sha256:inter", []),  # a build's intermediate layer
+                      _FakeImage("sha256:a", ["compatbuild/rust:aaa"]),
+                      _FakeImage("sha256:b", ["compatbuild/rust:bbb"]),
+                      _FakeImage("sha256:c", ["compatbuild/rust:ccc"]),
+                      _FakeImage("sha256:k", ["compatbuild/rust:keep"])],
+                     refuse={"compatbuild/rust:aaa"})
+    said: list[str] = []
+    removed = stages.prune(dk, keep={"compatbuild/rust:keep"}, log=said.append)  # type: ignore[arg-type]
+    assert removed == dk.removed == ["compatbuild/rust:bbb", "compatbuild/rust:ccc"]
+    assert said[0].startswith("Kept compatbuild/rust:aaa: docker: cannot remove") and "is using" in said[0]
+    assert said[1:] == ["Removed compatbuild/rust:bbb", "Removed compatbuild/rust:ccc"]

@@ -1,9 +1,9 @@
 """`invoke smoke --matrix`, and the sysroot harness linked against the sysroot alone.
 
-The matrix runs on real glibcs without Docker: bullseye's 2.31 and bookworm's 2.36 from
-the .debs the lockfile pins (fetched by the normal download path into the test profile's
-shared store), and this machine's. A library built here by plain cargo (glibc 2.36) fails
-on bullseye with the loader's own words and loads on bookworm and the host; one built by
+The matrix runs on real glibcs without Docker: bullseye's 2.31, bookworm's 2.36 and
+trixie's 2.41 from the .debs the lockfile pins (fetched by the normal download path into the
+test profile's shared store), and this machine's. A library built here by plain cargo (glibc
+2.36) fails on bullseye with the loader's own words and loads on bookworm, trixie and the host; one built by
 the zig backend for 2.17 loads everywhere. Fedora 20 and CentOS 7 pin no RPMs here: "not
 pinned", not a failure.
 """
@@ -92,17 +92,20 @@ def test_gcc_sysroot_alone_takes_the_hosts_crt_files(bullseye: Path, tmp_path: P
 # ----------------------------------------------------------------------------- the matrix
 
 
-def test_matrix_over_bullseye_bookworm_and_the_host(shared: Settings, host_hello: Path, zig_hello: Path) -> None:
+def test_matrix_over_bullseye_bookworm_trixie_and_the_host(shared: Settings, host_hello: Path,
+                                                            zig_hello: Path) -> None:
     lock = lockfile.load(LOCK, "centos7")
     cells = pipeline.smoke_matrix(None, lock, shared, [zig_hello, host_hello], log=quiet)
     by = {(c.place.name, c.library.name): c for c in cells}
-    for place in ("bullseye", "bookworm", "this machine"):
+    for place in ("bullseye", "bookworm", "trixie", "this machine"):
         assert by[(place, "libhello.so")].loaded is True, by[(place, "libhello.so")]
     assert by[("bullseye", "libhello.so")].place.glibc == "2.31"
     assert by[("bookworm", "libhello.so")].place.glibc == "2.36"
+    assert by[("trixie", "libhello.so")].place.glibc == "2.41"  # the newest glibc too
     bad = by[("bullseye", "libhello_host.so")]
     assert bad.loaded is False and NOT_FOUND.search(bad.text), bad.text
     assert by[("bookworm", "libhello_host.so")].loaded is True
+    assert by[("trixie", "libhello_host.so")].loaded is True
     assert by[("this machine", "libhello_host.so")].loaded is True
     for target in ("fedora20", "centos7"):
         assert by[(target, "libhello.so")].loaded is None

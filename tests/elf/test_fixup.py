@@ -281,6 +281,6 @@ def test_invoke_audit_fix_on_a_non_elf_file_is_one_line_with_its_exit_code(tmp_p
     bogus.write_text("not a library\n")
     result = invoke("audit", "--fix", "--glibc", "2.31", "--path", str(bogus))
     assert result.returncode == FixupError.exit_code
-    expected = f"compatbuild: {bogus}: not an ELF file; the fix-up edits x86_64 shared objects only"
+    expected = f"compatbuild: {bogus}: not an ELF file; the fix-up edits x86_64 or aarch64 shared objects only"
     assert result.stderr.strip() == expected
     assert "Traceback" not in result.stderr

@@ -5,7 +5,7 @@ Every scenario ends in success or in a one-line error with its exit code, within
 time, and leaves no bad cache entry: every file under ``sha256/`` hashes to its name. The
 kill points come from ``random.Random(seed)``; the seed is printed, and
 ``COMPATBUILD_FAULT_SEED=<seed>`` replays a run. The module prints a summary table at the
-end (the README's figures): ``pytest -m faults tests/faults/test_faults.py``.
+end (the figures in docs/hardening.md): ``pytest -m faults tests/faults/test_faults.py``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.builder.docker_client import LABEL_PREFIX, Docker
+from tasks.builder.docker_client import LABEL_PREFIX, WARM_LABEL, Docker
 from tasks.dlopen.sysroot import STAMP, make_sysroot_from_debs
 from tasks.elf.audit import audit_library
 from tasks.settings import PROJECT_ROOT, Settings
@@ -45,8 +45,15 @@ def _build(crate: Path, env: dict[str, str]) -> list[str]:
 
 
 def _orphans(dk: Docker, pid: int) -> list[str]:
+    """The containers ``pid`` left that are not in use: a running warm container is the next build's."""
     found = dk.client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.pid={pid}"})
-    return [str(c.id) for c in found]
+    return [str(c.id) for c in found if not (WARM_LABEL in c.labels and c.status == "running")]
+
+
+def _warm(dk: Docker, crate: Path) -> list[str]:
+    """The running warm containers that mount ``crate``."""
+    return [str(c.id) for c in dk.client.containers.list(filters={"label": WARM_LABEL})
+            if any(m.get("Source") == str(crate) for m in c.attrs.get("Mounts", []))]
 
 
 def test_kill_9_during_build_then_a_clean_rerun_succeeds(
@@ -77,6 +84,7 @@ def test_kill_9_during_build_then_a_clean_rerun_succeeds(
         [lib] = [Path(p) for p in record["libraries"]]
         assert audit_library(lib, target_glibc="2.31").ok, (seed, point)
         assert _orphans(docker_client, proc.pid) == [], (seed, point)  # swept by the re-run
+        assert len(_warm(docker_client, crate)) <= 1, (seed, point)  # the killed run's warm one, reused
         assert not [p.name for p in lib.parent.iterdir() if p.name.endswith((".part", ".old"))]
 
 
@@ -132,7 +140,7 @@ def test_kill_9_while_a_sysroot_is_unpacked_then_a_clean_rerun_completes_it(
 
 
 def test_eight_concurrent_builds_of_one_crate_all_succeed_with_one_library(
-    profile_settings: Settings, tmp_path: Path,
+    docker_client: Docker, profile_settings: Settings, tmp_path: Path,
 ) -> None:
     crate = tmp_path / "hello"
     shutil.copytree(HELLO, crate, ignore=shutil.ignore_patterns("target"))
@@ -145,3 +153,4 @@ def test_eight_concurrent_builds_of_one_crate_all_succeed_with_one_library(
     [lib] = list(out.glob("*/libhello.so"))
     assert audit_library(lib, target_glibc="2.31").ok
     assert not [p.name for p in lib.parent.iterdir() if p.name.endswith((".part", ".old", ".tmp"))]
+    assert len(_warm(docker_client, crate)) == 1  # all eight built by exec in one warm container

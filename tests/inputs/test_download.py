@@ -560,6 +560,43 @@ def test_an_unpinned_file_is_capped(tmp_path: Path, httpserver: HTTPServer,
         fetch(resource(httpserver.url_for("/x.sig"), None), Store(tmp_path / "cache"))
 
 
+def test_a_pinned_file_without_a_size_has_a_default_cap(tmp_path: Path) -> None:
+    """A Content-Length of 3 GB for a pinned file without a size pin: refused before a byte
+    is read, once (no retry), in one line that names the setting."""
+    def huge(conn: socket.socket, _req: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3000000000\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(OSError):
+            conn.sendall(b"z" * 65536)
+
+    server = RawServer([huge] * 5)
+    store = Store(tmp_path / "cache")
+    assert lockfile_mod.DOWNLOAD_MAX == 1 << 30
+    with pytest.raises(SizeError, match=r"announces 3000000000 bytes, more than the 1073741824-byte cap "
+                       r"on a download without a pinned size \(config compatbuild\.max_download\); "
+                       r"refused before writing it") as err:
+        fetch(resource(server.url, b"x"), store)
+    assert "\n" not in str(err.value) and len(server.requests) == 1
+    assert not store.partial(server.url).exists()
+
+
+def test_the_cap_on_a_pinned_file_without_a_size_is_configurable(tmp_path: Path) -> None:
+    """An endless body (no Content-Length) stops at compatbuild.max_download, nothing kept."""
+    def endless(conn: socket.socket, _req: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(1000):
+                conn.sendall(b"z" * 65536)
+
+    server = RawServer([endless])
+    lock = lockfile(tmp_path, artifact("a", server.url, b"x"))
+    store = Store(tmp_path / "cache")
+    with pytest.raises(SizeError, match=r"body is longer than the 300000-byte cap on a download without a "
+                       r"pinned size \(config compatbuild\.max_download\)"):
+        fetch_all(lock, settings(tmp_path, max_download=300_000), log=lambda _: None)
+    assert not store.partial(server.url).exists()
+    assert not [p for p in (store.root / "sha256").rglob("*") if p.is_file()]
+
+
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
 def test_a_file_url_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
     src = Path("/dev/zero")
@@ -570,6 +607,14 @@ def test_a_file_url_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path
     with pytest.raises(SizeError, match="is not a regular file"):
         fetch(resource(src.as_uri(), b"x"), Store(tmp_path / "cache"))
     assert time.monotonic() - started < 2
+
+
+def test_a_file_url_that_names_a_directory_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "a-dir"
+    folder.mkdir()
+    said = f"^artifact x: {folder} is a directory; a file:// URL must name a regular file$"
+    with pytest.raises(SizeError, match=said):
+        fetch(resource(folder.as_uri(), b"x"), Store(tmp_path / "cache"))
 
 
 def test_quarantine_keeps_one_file_per_label_and_a_few_in_all(tmp_path: Path, httpserver: HTTPServer) -> None:

@@ -74,6 +74,18 @@ def test_default_lockfile_fetches_and_checks_exactly_the_public_facts() -> None:
     assert (lf.base.digest, lf.base.id) == (base["digest"], base["image_id"])
 
 
+def test_the_shipped_lockfile_pins_each_size_a_fact_gives_and_no_other() -> None:
+    """Sizes are pinned where the bytes of the pinned sha256 were measured (never invented);
+    the others (no public source gives their size) are bounded by the download cap instead."""
+    facts = {f["url"]: f for f in tomllib.loads(FACTS.read_text())["artifact"]}
+    lf = lockfile.load(PROJECT_ROOT / "rsrc.lock.toml")
+    for a in lf.artifacts:
+        if a.url in facts:  # (an artifact no fact names fails the test above)
+            assert a.size == facts[a.url].get("size"), a.name
+    assert {a.name for a in lf.artifacts if a.size is None} == {"make", "cmake", "llvm", "clang", "lld", "rust"}
+    assert all(r.max_bytes is None for r in lf.resources() if r.sha256 and r.size is None)  # the cap applies
+
+
 def test_good_lockfile_parses_and_lists_resources(tmp_path: Path) -> None:
     lf = lockfile.load(write(tmp_path, GOOD))
     labels = [r.label for r in lf.resources()]
@@ -191,7 +203,84 @@ def test_size_is_optional_and_carried_to_the_resource(tmp_path: Path) -> None:
     assert lockfile.load(write(tmp_path, GOOD)).artifact("a").size is None
 
 
+def test_upper_case_hex_digits_are_accepted_as_lower_case(tmp_path: Path) -> None:
+    """A sha256 (or an image digest) in upper case is the same hash: kept lower-case, as the store names it."""
+    text = GOOD.replace("a" * 64, "A" * 64).replace('url = "https://example.invalid/k.asc"',
+                                                   'url = "https://example.invalid/k.asc"\nsha256 = "' + "C" * 64 + '"')
+    lf = lockfile.load(write(tmp_path, text))
+    assert lf.artifact("a").sha256 == "a" * 64 and lf.key("k").sha256 == "c" * 64
+    assert lf.base.id == "sha256:" + "a" * 64
+    with pytest.raises(LockfileError, match=r"artifact 'a': sha256 must be 64 hex digits$"):
+        lockfile.load(write(tmp_path, GOOD.replace(f'sha256 = "{"a" * 64}"', f'sha256 = "{"G" * 64}"')))
+
+
+def test_a_utf8_bom_is_accepted_and_kept_when_the_file_is_rewritten(tmp_path: Path) -> None:
+    """Editors on Windows write one; tomllib alone calls it invalid TOML."""
+    from tasks.inputs.lockwrite import rewrite
+
+    path = tmp_path / "rsrc.lock.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert lockfile.load(path).artifact("a").sha256 == "a" * 64
+
+    def add_size(doc):  # type: ignore[no-untyped-def]
+        doc["artifact"][0]["size"] = 5
+
+    assert rewrite(path, add_size)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf") and lockfile.load(path).artifact("a").size == 5
+
+
 def test_an_artifact_and_a_key_may_still_share_a_name(tmp_path: Path) -> None:
     """The default lockfile does it (llvm, cmake, rust): left as it is, on purpose."""
     lf = lockfile.load(write(tmp_path, GOOD.replace('name = "a"', 'name = "k"')))
     assert lf.artifact("k").key == "k" and lf.key("k").name == "k"
+
+
+# ----------------------------------------------------------------------------- arches (issue 15)
+
+TWO = """
+schema = 2
+default_target = "c7"
+[targets.c7]
+glibc = "2.17"
+[targets.c7.base]
+image = "example/base:1"
+id = "sha256:{h}"
+[targets.a64]
+glibc = "2.17"
+arch = "aarch64"
+cross_from = "c7"
+[targets.a64.base]
+image = "example/base:1"
+id = "sha256:{h}"
+""".format(h="a" * 64)
+
+
+def test_the_shipped_aarch64_target_cross_links_from_centos7_and_has_its_own_key() -> None:
+    lf = lockfile.load(PROJECT_ROOT / "rsrc.lock.toml", "centos7-aarch64")
+    t = lf.target
+    assert (t.glibc, t.arch, t.cross_from, t.rpm_key) == ("2.17", "aarch64", "centos7", "centos-7-aarch64")
+    assert all("/altarch/7.9.2009/" in r and r.endswith("/aarch64/") for r in t.repos)
+    facts = {k["name"]: k for k in tomllib.loads(FACTS.read_text())["key"]}
+    assert lf.key("centos-7-aarch64").fingerprints == (facts["centos-7-aarch64"]["key_fingerprint"],)
+    assert lf.key("centos-7-aarch64").fingerprints != lf.key("centos-7").fingerprints  # AltArch signs its own
+    assert lockfile.load(PROJECT_ROOT / "rsrc.lock.toml", "centos7").target.arch == "x86_64"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('arch = "aarch64"', 'arch = "riscv64"'), "arch must be one of x86_64, aarch64"),
+        (lambda t: t.replace('glibc = "2.17"\narch', 'glibc = "2.16"\narch'),
+         "target 'a64': glibc 2.16 predates aarch64 (its first glibc is 2.17)"),
+        (lambda t: t.replace('cross_from = "c7"', 'cross_from = "nope"'), "cross_from 'nope' is not a target"),
+        (lambda t: t.replace('cross_from = "c7"', 'cross_from = "a64"'),
+         "cross_from 'a64' must be an x86_64 target that builds natively"),
+        (lambda t: t.replace('[targets.c7]\nglibc = "2.17"\n', '[targets.c7]\nglibc = "2.17"\ncross_from = "a64"\n'),
+         "target 'c7': cross_from is for a target of another arch"),
+    ],
+)
+def test_a_bad_arch_or_cross_from_is_one_clear_error(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    assert lockfile.load(write(tmp_path, TWO), "a64").target.cross_from == "c7"
+    with pytest.raises(LockfileError) as err:
+        lockfile.load(write(tmp_path, edit(TWO)))
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -99,6 +99,6 @@ def test_deeply_nested_toml_is_one_line(tmp_path: Path) -> None:
 def test_the_default_lockfile_is_schema_2_with_its_target_and_linker() -> None:
     lock = lockfile.load(PROJECT_ROOT / "rsrc.lock.toml")
     assert (lock.schema, lock.target.name, lock.target.glibc, lock.linker) == (2, "fedora20", "2.18", "rust-lld")
-    assert lock.targets == ("fedora20", "centos7")
+    assert lock.targets == ("fedora20", "centos7", "centos7-aarch64")
     assert lockfile.load(PROJECT_ROOT / "rsrc.lock.toml", target="centos7").base.image == "docker.io/library/centos:7"
     assert lock.base.pull_ref == f"docker.io/library/fedora@{lock.base.digest}"  # name@digest, no tag

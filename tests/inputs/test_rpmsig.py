@@ -23,13 +23,21 @@ from tasks.errors import (
     RpmSignerError,
     RpmTampered,
     RpmUnsigned,
+    SignatureError,
 )
 from tasks.inputs import rpmsig
 from tasks.inputs.lockfile import load
 from tasks.settings import Settings
 from tasks.store import Store, sha256_file
 from tests.support.gpgkeys import Keys, TestKey, put
-from tests.support.rpmtools import flip, rpm_says, signed_copy, small_rpm
+from tests.support.rpmtools import (
+    flip,
+    rpm_says,
+    signature_packets,
+    signed_copy,
+    small_rpm,
+    with_extra_signature,
+)
 
 KEY_URL = "https://keys.example.invalid/RPM-GPG-KEY-test"
 
@@ -60,6 +68,12 @@ def rpms(tmp_path_factory: pytest.TempPathFactory, keys: Keys, rsa: TestKey) -> 
     header = signed_copy(base, work / "header.rpm", keys.main, home)
     summary = header.read_bytes().find(b"a test package", rpmsig.read_layout(header, "h").header[0])
     out["header"] = flip(header, summary)  # the header's Summary: "` test package"
+    # tag 267 twice: a stranger's signature first, the pinned key's second
+    stranger = signature_packets(out["other"], 267)
+    out["twice"] = with_extra_signature(out["signed"], work / "twice.rpm", 267, stranger[0])
+    # by the expiring key (its public file: expired 2021-01-01): once before that, once after
+    out["before-expiry"] = signed_copy(base, work / "before.rpm", keys.expiring, home, at="20200601T000000")
+    out["after-expiry"] = signed_copy(base, work / "after.rpm", keys.expiring, home, at="20220601T000000")
     out["not-an-rpm"] = work / "junk.rpm"
     out["not-an-rpm"].write_bytes(b"<html>404</html>" * 10)
     return out
@@ -93,6 +107,21 @@ def check(tmp_path: Path, rpm: Path, key: TestKey, public: bytes | None = None) 
 
 
 # ------------------------------------------------------------------ accepted
+def test_a_package_signed_before_its_key_expired_passes_with_verifys_note(
+        rpms: dict[str, Path], keys: Keys, tmp_path: Path) -> None:
+    said: list[str] = []
+    lock = load(lock_for(tmp_path, {"hello": rpms["before-expiry"]}, fingerprint=keys.expiring.fingerprint))
+    store = stored(tmp_path, keys.expiring.public, [rpms["before-expiry"]])
+    assert rpmsig.check_rpms(lock, store, log=said.append) == 1
+    assert said[0] == "Verified rpm before.rpm (key expired 2021-01-01 after signing (2020-06-01))", said
+    again: list[str] = []
+    assert rpmsig.check_rpms(lock, store, log=again.append) == 0 and again == []  # the stamp vouches, quietly
+    after = tmp_path / "after"
+    after.mkdir()
+    with pytest.raises(SignatureError):  # made after the key expired: refused, as verify refuses it
+        check(after, rpms["after-expiry"], keys.expiring)
+
+
 def test_a_package_signed_by_the_pinned_key_passes(
         rpms: dict[str, Path], keys: Keys, tmp_path: Path) -> None:
     said: list[str] = []
@@ -109,7 +138,7 @@ def test_rsa_header_and_header_plus_payload_signatures_pass(
     assert set(rpmsig.read_layout(rpms["rsa-v3"], "x").signatures) == {268, 1002}
     path = rpms["rsa-v3"]
     lock = load(lock_for(tmp_path, {"hello": path}, fingerprint=rsa.fingerprint))
-    method = rpmsig.check_rpm(path, _key_file(tmp_path, rsa.public), lock.keys[0], label="x")
+    method, _note = rpmsig.check_rpm(path, _key_file(tmp_path, rsa.public), lock.keys[0], label="x")
     assert method == f"signed by {rsa.fingerprint}"
 
 
@@ -185,6 +214,39 @@ def test_a_cached_rpm_changed_in_place_is_moved_aside(
     with pytest.raises(HashMismatch, match="rpm signed.rpm has sha256 .* moved it to"):
         rpmsig.check_rpms(lock, store, log=lambda _: None)
     assert not store.path(lock.rpms[0].sha256).exists()
+
+
+def test_a_cached_rpm_edited_with_its_mtime_put_back_is_hashed_again(
+        rpms: dict[str, Path], keys: Keys, tmp_path: Path) -> None:
+    """The stamp keys the file as verify's does (ctime, inode, device too), not size and mtime."""
+    import os
+
+    lock = load(lock_for(tmp_path, {"hello": rpms["signed"]}, fingerprint=keys.main.fingerprint))
+    store = stored(tmp_path, keys.main.public, [rpms["signed"]])
+    assert rpmsig.check_rpms(lock, store, log=lambda _: None) == 1
+    cached = store.path(lock.rpms[0].sha256)
+    before = cached.stat()
+    flip(cached, -1)  # same size, other bytes
+    os.utime(cached, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime put back
+    assert cached.stat().st_mtime_ns == before.st_mtime_ns and cached.stat().st_size == before.st_size
+    with pytest.raises(HashMismatch, match="rpm signed.rpm has sha256 .* moved it to"):
+        rpmsig.check_rpms(lock, store, log=lambda _: None)
+
+
+def test_a_signature_tag_present_twice_is_checked_each_time(
+        rpms: dict[str, Path], keys: Keys, tmp_path: Path) -> None:
+    """Every signature present must pass: a stranger's 267 before the pinned key's 267 is refused."""
+    assert len(signature_packets(rpms["twice"], 267)) == 2
+    with pytest.raises(RpmSignerError, match=r"rpm twice\.rpm: DSA/EdDSA header "
+                       r"signature \(1 of 2\): signed by key \w+, which is not in key file 'test'"):
+        check(tmp_path, rpms["twice"], keys.main)
+    assert rpmsig.read_layout(rpms["twice"], "x").signatures[267] == (
+        signature_packets(rpms["other"], 267)[0], signature_packets(rpms["signed"], 267)[0])
+    # the pinned key's signature twice: both checked, both pass
+    twice_ours = with_extra_signature(rpms["signed"], tmp_path / "ours-twice.rpm", 267,
+                                      signature_packets(rpms["signed"], 267)[0])
+    (tmp_path / "b").mkdir()
+    assert check(tmp_path / "b", twice_ours, keys.main) == 1
 
 
 def test_every_failure_is_named_and_the_first_raised(

@@ -23,6 +23,7 @@ from tasks.errors import DockerError, HashMismatch, ProfileError
 from tasks.inputs import lockfile
 from tasks.inputs.lockfile import Resource
 from tasks.profile import base
+from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
 
 pytestmark = pytest.mark.docker
@@ -95,8 +96,14 @@ def test_lockfile_loads_and_pins_every_input_by_file_url_and_sha256(profile: Pat
     assert (lock.target.name, lock.target.glibc) == ("bullseye-test", "2.31")
     want = tp.base_tag_for(profile_cache / "base")
     assert (lock.base.image, lock.base.id, lock.base.digest) == (want, base_image, None)
-    assert [a.name for a in lock.artifacts] == ["make", "cmake", "llvm", "clang", "lld", "rust"]
-    for artifact in lock.artifacts:
+    made = ["make", "cmake", "llvm", "clang", "lld", "rust"]  # the stand-ins, as file:// URLs
+    assert [a.name for a in lock.artifacts] == [*made, "cargo-zigbuild", "ziglang"]  # + the zig wheels, as shipped
+    shipped = {a.name: a for a in lockfile.load(PROJECT_ROOT / "rsrc.lock.toml").artifacts}
+    for artifact in lock.artifacts[len(made):]:
+        assert (artifact.url, artifact.sha256, artifact.size) == (shipped[artifact.name].url,
+                                                                   shipped[artifact.name].sha256,
+                                                                   shipped[artifact.name].size)
+    for artifact in lock.artifacts[:len(made)]:
         url = urlparse(artifact.url)
         assert url.scheme == "file"
         path = Path(url.path)
@@ -375,7 +382,7 @@ def test_rust_installer_installs_rustc_and_cargo_that_build_a_cdylib(
         """,
         {inputs: "/in"},
     )
-    version = tp.rustc_version(tp.DEFAULT_TOOLCHAIN)
+    version = tp.rustc_version(tp.default_toolchain())
     assert f"rustc {version}" in out
     assert "install: installing component 'rust-std-x86_64-unknown-linux-gnu'" in out
     assert "install: /usr/local/bin/cargo" in out
@@ -411,3 +418,56 @@ def test_small_rust_installer_honours_components_without_and_rejects_unknowns(
     assert status == 1 and "unknown component: clippy" in out
     status, out = run_in(docker_client, base_image, setup + "./install.sh --frobnicate", {tmp_path: "/in"})
     assert status == 1 and "unknown option: --frobnicate" in out
+
+
+def test_the_profiles_toolchain_is_found_in_rustup_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUSTUP_HOME", str(tmp_path / "rustup"))
+    assert tp.default_toolchain() == tmp_path / "rustup" / "toolchains" / "stable-x86_64-unknown-linux-gnu"
+    monkeypatch.delenv("RUSTUP_HOME")
+    assert tp.default_toolchain() == Path.home() / ".rustup" / "toolchains" / "stable-x86_64-unknown-linux-gnu"
+
+
+def test_debootstrap_shows_its_phases_as_it_goes_and_keeps_the_whole_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "debootstrap"
+    fake.write_text('#!/bin/sh\nfor a; do root=$prev; prev=$a; done\nmkdir -p "$root/etc"\n'
+                    'for l in "I: Retrieving InRelease" "I: Retrieving Packages" "I: Retrieving adduser 3.118" '
+                    '"I: Unpacking required packages..." "I: Unpacking adduser..." '
+                    '"I: Configuring required packages..." "I: Base system installed successfully."; do\n'
+                    '  echo "$l" >&2; done\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(base.shutil, "which", lambda name, **_k: str(fake) if name == "debootstrap" else None)
+    dest = tmp_path / "rootfs.tar"
+    base._rootfs_tarball(dest, "bullseye", "http://deb.invalid/debian", ("gcc",))
+    shown = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  debootstrap: ")]
+    assert shown == ["  debootstrap: Retrieving InRelease", "  debootstrap: Retrieving Packages",
+                     "  debootstrap: Unpacking required packages...", "  debootstrap: Configuring required packages...",
+                     "  debootstrap: Base system installed successfully."]
+    assert "I: Unpacking adduser..." in dest.with_suffix(".debootstrap.log").read_text()  # every line kept
+    assert dest.is_file()
+
+
+@pytest.mark.docker
+def test_both_backends_build_for_the_profiles_one_target(
+    docker_client: Docker, profile_lock: Path, profile_settings: Settings, tmp_path: Path
+) -> None:
+    """The profile pins the zig wheels as the shipped lockfile does: zig and the image build bullseye-test."""
+    import dataclasses
+
+    from tasks import pipeline
+    from tasks.dlopen.smoke import smoke_in_image
+
+    lock = lockfile.load(profile_lock)
+    assert {a.name for a in lock.artifacts} >= {"cargo-zigbuild", "ziglang"}
+    hello = PROJECT_ROOT / "examples" / "hello"
+    libs = []
+    for backend in ("zig", "docker"):
+        s = dataclasses.replace(profile_settings, out=tmp_path / backend, backend=backend)
+        result = pipeline.build(docker_client if backend == "docker" else None, lock, s, hello,
+                                log=lambda _: None, on_line=lambda _: None)
+        assert all(a.ok for a in result.audits) and result.audits[0].target_glibc == "2.31"
+        libs += result.libraries
+    tag = pipeline.image(docker_client, lock, profile_settings, "smoke", log=lambda _: None, on_line=lambda _: None)
+    results = smoke_in_image(docker_client, lock, libs, image=tag, log=lambda _: None, on_line=None)
+    assert [r.ok for r in results] == [True, True]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import textwrap
 from pathlib import Path
@@ -46,11 +47,13 @@ def small_rpm(work: Path, name: str, files: dict[str, bytes], *, version: str = 
     return rpm
 
 
-def signed_copy(rpm: Path, dest: Path, key: TestKey, home: Path, *, v3: bool = False) -> Path:
-    """A copy of ``rpm`` at ``dest`` signed by ``key`` (its secret half in ``home``)."""
+def signed_copy(rpm: Path, dest: Path, key: TestKey, home: Path, *, v3: bool = False, at: str = "") -> Path:
+    """A copy of ``rpm`` at ``dest`` signed by ``key`` (its secret half in ``home``), at the
+    time ``at`` (gpg's ``--faked-system-time``, e.g. ``20200601T000000``) when given."""
     shutil.copyfile(rpm, dest)
+    when = ["--define", f"_gpg_sign_cmd_extra_args --faked-system-time {at}!"] if at else []
     subprocess.run(["rpmsign", "--addsign", *(["--rpmv3"] if v3 else []),
-                    "--define", "__gpg /usr/bin/gpg", "--define", f"_gpg_name {key.fingerprint}",
+                    "--define", "__gpg /usr/bin/gpg", "--define", f"_gpg_name {key.fingerprint}", *when,
                     str(dest)], check=True, capture_output=True,
                    env={**os.environ, "GNUPGHOME": str(home)})
     return dest
@@ -76,3 +79,35 @@ def rpm_says(rpm: Path, public: bytes, work: Path) -> str:
     proc = subprocess.run(["rpmkeys", "--dbpath", str(db), "-Kv", str(rpm)],
                           capture_output=True, text=True, check=False)
     return proc.stdout + proc.stderr
+
+
+def with_extra_signature(rpm: Path, dest: Path, tag: int, packet: bytes) -> Path:
+    """A copy of ``rpm`` whose signature header holds one more entry ``tag`` (BIN) with
+    ``packet``, placed before the entries already there: a tag may then occur twice."""
+    data = rpm.read_bytes()
+    start = 96  # after the lead
+    count, size = struct.unpack(">II", data[start + 8:start + 16])
+    index = data[start + 16:start + 16 + 16 * count]
+    store = data[start + 16 + 16 * count:start + 16 + 16 * count + size]
+    end = start + 16 + 16 * count + size
+    rest = data[end + (-end % 8):]  # the header and payload, after the old padding
+    entry = struct.pack(">iIiI", tag, 7, len(store), len(packet))  # 7: RPM_BIN_TYPE
+    new_store = store + packet
+    head = data[start:start + 8] + struct.pack(">II", count + 1, len(new_store))
+    section = head + entry + index + new_store
+    pad = b"\0" * (-(start + len(section)) % 8)
+    dest.write_bytes(data[:start] + section + pad + rest)
+    return dest
+
+
+def signature_packets(rpm: Path, tag: int) -> list[bytes]:
+    """The bytes of every ``tag`` entry in ``rpm``'s signature header, in index order."""
+    data = rpm.read_bytes()
+    count, size = struct.unpack(">II", data[104:112])
+    store = data[112 + 16 * count:112 + 16 * count + size]
+    out = []
+    for i in range(count):
+        t, _typ, offset, n = struct.unpack(">iIiI", data[112 + 16 * i:128 + 16 * i])
+        if t == tag:
+            out.append(store[offset:offset + n])
+    return out
