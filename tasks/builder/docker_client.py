@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -418,36 +419,50 @@ class Docker:
 
     def _warm(self, image: str, *, key: str, slot: str, idle: int, user: str,
               volumes: Mapping[str, Mapping[str, str]], network_disabled: bool) -> Container:
+        """The running warm container named by ``key``: found, or made and started.
+
+        Concurrent runs race for one name: a container another live run has just created is
+        waited for while it starts (about 10 s at most), never removed; one whose maker died
+        before starting it, or that is exiting, is removed and made again.
+        """
         name = f"compatbuild-warm-{key[:24]}"
         try:
             for other in self.client.containers.list(filters={"label": [f"{WARM_LABEL}.slot={slot}"]}):
                 if (other.labels or {}).get(WARM_LABEL) != key:
                     _remove_container(other)  # its image or mounts changed: it cannot be reused
-            try:
-                c = self.client.containers.get(name)
-                if c.status == "running":
-                    return c
-                _remove_container(c)  # created but never started (its maker was killed), or exiting
-            except docker.errors.NotFound:
-                pass
-            try:
-                c = self.client.containers.create(
-                    image, ["sh", "-c", WATCHDOG, "watchdog", str(int(idle))], name=name, user=user,
-                    volumes={k: dict(v) for k, v in volumes.items()}, network_disabled=network_disabled,
-                    labels={**_owner_labels(), WARM_LABEL: key, f"{WARM_LABEL}.slot": slot}, auto_remove=True,
-                )
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # 409: another run made it first; use theirs
+            for _ in range(WARM_TRIES):
+                try:
+                    c = self.client.containers.get(name)
+                except docker.errors.NotFound:
+                    c = None
+                if c is not None:
+                    if c.status == "running":
+                        return c
+                    if c.status == "created" and _owner_alive(c):
+                        time.sleep(0.2)  # its maker is starting it
+                        continue
+                    _remove_container(c)  # its maker died before starting it, or it is exiting
+                    continue
+                try:
+                    c = self.client.containers.create(
+                        image, ["sh", "-c", WATCHDOG, "watchdog", str(int(idle))], name=name, user=user,
+                        volumes={k: dict(v) for k, v in volumes.items()}, network_disabled=network_disabled,
+                        labels={**_owner_labels(), WARM_LABEL: key, f"{WARM_LABEL}.slot": slot},
+                        auto_remove=True,
+                    )
+                except docker.errors.APIError as exc:
+                    if exc.status_code == 409:  # another run made it first: use theirs
+                        continue
                     raise
-                c = self.client.containers.get(name)
-            if c.status != "running":
                 try:
                     c.start()
-                except docker.errors.APIError as exc:  # both started it at once: fine if it runs
-                    c.reload()
-                    if c.status != "running":
-                        raise DockerError(f"docker: cannot start a warm container of {image}: {_why(exc)}") from None
-            return c
+                except docker.errors.NotFound:
+                    continue  # removed under us (an idle stop): make it again
+                except docker.errors.APIError:
+                    if not _running(c):
+                        raise
+                return c
+            raise DockerError(f"docker: the warm container {name} of {image} did not start; build with --no-warm")
         except docker.errors.ImageNotFound:
             raise DockerError(f"docker: image {image} not found") from None
         except docker.errors.APIError as exc:
@@ -483,6 +498,7 @@ class Docker:
 
 
 WARM_LABEL = f"{LABEL_PREFIX}.warm"
+WARM_TRIES = 50  # lookups of the warm container while other runs make, start or remove it (~10 s)
 # PID 1 of a warm container: exits (and --rm removes the container) after $1 seconds in which
 # no exec ran. Each exec marks itself busy by a file named with its pid (BUSY_WRAPPER); a
 # marker whose process is gone (killed inside) is dropped, so a crash never keeps it alive.
@@ -526,6 +542,13 @@ def _lines(chunks: Iterable[bytes], on_line: Callable[[str], None] | None) -> li
 
 class _Gone(Exception):
     """The warm container is not there (any more): make a new one."""
+
+
+def _owner_alive(c: Container) -> bool:
+    """Whether the compatbuild process that made ``c`` (its labels) still runs, on this host."""
+    labels = c.labels or {}
+    pid = labels.get(f"{LABEL_PREFIX}.pid", "")
+    return labels.get(f"{LABEL_PREFIX}.host") == _HOST and pid.isdigit() and _alive(int(pid))
 
 
 def _running(c: Container) -> bool:

@@ -66,8 +66,12 @@ def _from_invoke_config(tb: TracebackType | None) -> bool:
         if not name.startswith("<"):  # not "<frozen runpy>", which would resolve under the cwd
             files.append(str(Path(name).resolve()))
         tb = tb.tb_next
+    # code in the checkout is ours, but not an installed package that happens to live there
+    # (nox's .nox/, a .venv/): their invoke would otherwise count as this project's code
     ours = f"{PROJECT_ROOT}{os.sep}"
-    return _INVOKE_CONFIG in files and not any(f.startswith(ours) for f in files)
+    installed = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+    return _INVOKE_CONFIG in files and not any(f.startswith(ours) and not any(i in f for i in installed)
+                                               for f in files)
 
 
 def config_error(exc: BaseException, argv: list[str] | None = None) -> str:
