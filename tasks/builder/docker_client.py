@@ -560,9 +560,21 @@ def _running(c: Container) -> bool:
 
 
 def _warm_key(image_id: str, volumes: Mapping[str, Mapping[str, str]], user: str, network_disabled: bool) -> str:
-    """What a warm container is reused for: the image's id, its mounts, its user, its network."""
+    """What a warm container is reused for: the image's id, its mounts, its user, its network.
+
+    A bind mount holds the folder it was made on, not its path: a target dir removed and made
+    again (a wiped cache) would leave the container writing into the deleted one. So each
+    mount's device and inode are part of the key, and a new folder gets a new container.
+    """
+    def identity(path: str) -> list[int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # a named volume, or a path that is not there
+        return [st.st_dev, st.st_ino]
+
     return digest_of({"image": image_id, "volumes": {k: dict(v) for k, v in volumes.items()}, "user": user,
-                      "network": not network_disabled})
+                      "network": not network_disabled, "folders": {k: identity(k) for k in volumes}})
 
 
 def get_file(c: Container, path: str) -> bytes | None:

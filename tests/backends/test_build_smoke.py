@@ -495,6 +495,19 @@ def test_no_warm_builds_in_a_new_container_and_a_rebuild_after_idle_makes_a_new_
                 str(crate) in str(c.attrs["Mounts"])]
 
 
+def test_a_target_dir_removed_between_builds_gets_a_new_warm_container(
+    dk: Docker, lock: Lockfile, store: Store, profile_settings: Settings, tmp_path: Path,
+) -> None:
+    """A bind mount holds the folder, not its path: after `rm -rf` of the target dir the old
+    warm container would write into the deleted folder (cargo: failed to create /target/release)."""
+    crate = copy_crate(HELLO, tmp_path)
+    settings = dataclasses.replace(profile_settings, out=tmp_path / "out")
+    first = build(dk, lock, store, settings, crate, [])
+    shutil.rmtree(target_dir(settings, lock, inspect_crate(crate)))  # a wiped cache, the warm container alive
+    again = build(dk, lock, store, settings, crate, [])
+    assert again.libraries == first.libraries and first.libraries[0].read_bytes().startswith(b"\x7fELF")
+
+
 def test_the_warm_key_follows_the_image_the_mounts_the_user_and_the_network() -> None:
     from tasks.builder.docker_client import _warm_key
 
