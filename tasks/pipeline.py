@@ -23,6 +23,7 @@ import platform
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from tasks.atomic import write_atomic
 from tasks.backends import docker as docker_backend
 from tasks.backends import zig as zig_backend
 from tasks.backends import zigtools
@@ -41,7 +42,7 @@ from tasks.errors import OFFLINE_HINT, CompatError, DockerError, LockfileError, 
 from tasks.inputs import download, http, lockfile, pins, rpmpins, rpmsig, verify
 from tasks.inputs.lockfile import Key, Lockfile, Rpm
 from tasks.settings import PROJECT_ROOT, Settings
-from tasks.store import Store
+from tasks.store import Store, digest_of
 
 Log = Callable[[str], None]
 
@@ -313,6 +314,18 @@ def smoke_libraries(settings: Settings, paths: Sequence[Path], *, log: Log = pri
     log(format_report(result.audits))
     raise_on_violation(result.audits)
     return list(result.libraries)
+
+
+def retain_note_due(settings: Settings, audits: Sequence[LibraryAudit]) -> bool:
+    """Whether `invoke build` should say that its linker ignores SHF_GNU_RETAIN: the first
+    time this cache sees that linker, not on every build (`invoke audit` always says it)."""
+    due = False
+    for linker in sorted({a.linker for a in audits if a.drops_retained and a.linker}):
+        mark = settings.cache / "said" / f"retain-{digest_of(linker)[:16]}"
+        if not mark.exists():
+            write_atomic(mark, f"{linker} ignores SHF_GNU_RETAIN: said once\n".encode())
+            due = True
+    return due
 
 
 def resolve_host(settings: Settings, mode: str = "", host_lib: str = "", host_symbols: str = "",

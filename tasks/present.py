@@ -28,9 +28,10 @@ __all__ = ["audit_text", "audit_json", "build_json", "fetched_text", "verified_t
            "matrix_text", "matrix_json", "images_json", "pruned_json", "failure_json"]
 
 
-def audit_text(audits: Sequence[LibraryAudit]) -> str:
-    """The audit report a person reads: one block per library."""
-    return format_report(audits)
+def audit_text(audits: Sequence[LibraryAudit], *, retain_note: bool = True) -> str:
+    """The audit report a person reads: one block per library (``retain_note``: say that the
+    linker ignores SHF_GNU_RETAIN, true of the linker rather than of the library)."""
+    return format_report(audits, retain_note=retain_note)
 
 
 def audit_json(audits: Sequence[LibraryAudit]) -> str:

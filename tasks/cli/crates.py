@@ -85,7 +85,7 @@ def build_(
     if json:  # with "ok" and the violation in "error" before the one-line error and exit 10
         print(present.build_json(result, lf, s.backend))
     else:
-        print(present.audit_text(result.audits))
+        print(present.audit_text(result.audits, retain_note=pipeline.retain_note_due(s, result.audits)))
         for p in result.libraries:
             print(p)
     pipeline.raise_on_violation(result.audits)

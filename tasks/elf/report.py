@@ -29,8 +29,9 @@ def _fixup_lines(audit: LibraryAudit) -> list[str]:
     return lines
 
 
-def format_report(audits: Sequence[LibraryAudit]) -> str:
-    """Human-readable report: one ok/FAIL line per library, then what is wrong with it."""
+def format_report(audits: Sequence[LibraryAudit], *, retain_note: bool = True) -> str:
+    """Human-readable report: one ok/FAIL line per library, then what is wrong with it
+    (``retain_note``: with the note on a linker that ignores SHF_GNU_RETAIN)."""
     lines: list[str] = []
     for audit in audits:
         status = "ok  " if audit.ok else "FAIL"
@@ -39,7 +40,7 @@ def format_report(audits: Sequence[LibraryAudit]) -> str:
         lines.append(f"{status} {audit.path} (max GLIBC {glibc}, target {audit.target}{linker})")
         if audit.wrong_arch:
             lines.append(f"  {_wrong_arch(audit)}")
-        if audit.drops_retained:
+        if audit.drops_retained and retain_note:
             lines.append(f"  note: {audit.linker} ignores the retain flag (SHF_GNU_RETAIN, honoured from LLD 13): "
                          "an unreferenced #[used] static may have been dropped by --gc-sections")
         if audit.host_symbols:

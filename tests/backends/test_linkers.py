@@ -97,5 +97,10 @@ def test_each_linker_strategy_builds_a_library_that_loads_and_keeps_what_it_shou
     else:  # lld 11 here, 5.0.2 in the real image: both ignore SHF_GNU_RETAIN
         assert "compatbuild_used" not in sections and audit.drops_retained
         assert "ignores the retain flag" in format_report([audit])
+        # `invoke build` says it the first time a cache meets that linker, not on every build
+        fresh = dataclasses.replace(settings, cache=tmp_path / "said-cache")
+        assert pipeline.retain_note_due(fresh, [audit]) is True
+        assert pipeline.retain_note_due(fresh, [audit]) is False
+        assert "ignores the retain flag" not in format_report([audit], retain_note=False)
     [ok] = pipeline.smoke(docker_client, lock, settings, [lib], log=lines.append, on_line=lines.append)
     assert "retain: constructor 7, registry entries 3" in ok.output

@@ -73,3 +73,10 @@ def test_every_invoke_command_shown_in_the_readme_and_the_examples_parses() -> N
         r = subprocess.run([sys.executable, "-m", "invoke", *argv, "--help"], cwd=PROJECT_ROOT, capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 0, f"{cmd}: {r.stdout[-300:]}{r.stderr[-300:]}"
+
+
+def test_the_readme_test_command_is_exactly_what_ci_runs() -> None:
+    """The README's second command is .ci/run's: CI runs what a new user is told to run."""
+    ci = [ln.strip() for ln in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines() if "nox" in ln]
+    readme = [ln.strip() for ln in README.read_text().splitlines() if ln.strip().startswith("apt-get update")]
+    assert len(ci) == 1 and readme == ci, (ci, readme)
