@@ -61,8 +61,7 @@ __all__ = ["ns", "download", "verify", "lock", "rpms", "image", "llvm", "rust", 
     },
 )
 def release(c: Context, crate: list[str] | None = None, host: list[str] | None = None, dist: str = "dist") -> None:
-    """Build, audit and smoke-test each crate (in its host program with --host), then collect the .so files
-    and proof in dist/."""
+    """Build, audit and smoke-test each crate (--host: in its host program); collect them and their proof in dist/."""
     crates, hosts = crate or ["examples/hello"], host or []
     if len(hosts) > len(crates):
         raise Exit(f"release: {len(hosts)} --host for {len(crates)} --crate; give one per crate, in order", code=2)
