@@ -14,25 +14,13 @@ import pytest
 
 from tasks import pipeline
 from tasks.builder import stages
-from tasks.builder.docker_client import Docker
 from tasks.errors import LockfileError
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
+from tests.support.fakedocker import FakeDocker
 
 LOCK = PROJECT_ROOT / "rsrc.lock.toml"
-
-
-class FakeDocker(Docker):
-    """Knows the images named in ``present``; records every lookup."""
-
-    def __init__(self, present: set[str]) -> None:
-        self.present = present
-        self.lookups: list[str] = []
-
-    def image(self, ref: str) -> Any:
-        self.lookups.append(ref)
-        return object() if ref in self.present else None
 
 
 def settings(tmp_path: Path, lock: Path = LOCK) -> Settings:

@@ -28,7 +28,6 @@ from tasks.backends import cross, zigtools
 from tasks.backends import docker as docker_backend
 from tasks.backends.outputs import BuildOptions
 from tasks.builder import stages
-from tasks.builder.docker_client import Docker
 from tasks.dlopen import matrix
 from tasks.dlopen.harness import CrossCC
 from tasks.dlopen.smoke import smoke_sysroot
@@ -37,6 +36,7 @@ from tasks.errors import CrossCompileError, DockerError
 from tasks.inputs import lockfile
 from tasks.settings import PROJECT_ROOT, Settings
 from tasks.store import Store
+from tests.support.fakedocker import FakeDocker
 
 LOCK = PROJECT_ROOT / "rsrc.lock.toml"
 CROSS_DOCKERFILE = PROJECT_ROOT / "docker" / "cross-aarch64" / "Dockerfile"
@@ -44,18 +44,6 @@ CROSS_DOCKERFILE = PROJECT_ROOT / "docker" / "cross-aarch64" / "Dockerfile"
 
 def quiet(_line: str) -> None:
     pass
-
-
-class FakeDocker(Docker):
-    """Knows the images named in ``present``; records every lookup."""
-
-    def __init__(self, present: set[str]) -> None:
-        self.present = present
-        self.lookups: list[str] = []
-
-    def image(self, ref: str) -> Any:
-        self.lookups.append(ref)
-        return object() if ref in self.present else None
 
 
 def unpinned_lock(tmp_path: Path) -> Path:

@@ -537,15 +537,17 @@ def test_a_content_length_above_the_pinned_size_is_refused_before_writing(
     assert not store.partial(httpserver.url_for("/x")).exists() and len(httpserver.log) == 1
 
 
+def _endless(conn: socket.socket, _req: str) -> None:
+    """A raw server handler: 200 with no Content-Length and a body that never ends (64 MiB)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+    with contextlib.suppress(OSError):
+        for _ in range(1000):
+            conn.sendall(b"z" * 65536)
+
+
 def test_a_body_longer_than_the_pinned_size_stops_there(tmp_path: Path) -> None:
     """No Content-Length, and a body that never ends: stopped at the pin, nothing kept."""
-    def endless(conn: socket.socket, _req: str) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
-        with contextlib.suppress(OSError):
-            for _ in range(1000):
-                conn.sendall(b"z" * 65536)
-
-    server = RawServer([endless])
+    server = RawServer([_endless])
     store = Store(tmp_path / "cache")
     with pytest.raises(SizeError, match="body is longer than the 200000 bytes the lockfile pins"):
         fetch(sized(server.url, b"x", 200_000), store)
@@ -581,13 +583,7 @@ def test_a_pinned_file_without_a_size_has_a_default_cap(tmp_path: Path) -> None:
 
 def test_the_cap_on_a_pinned_file_without_a_size_is_configurable(tmp_path: Path) -> None:
     """An endless body (no Content-Length) stops at compatbuild.max_download, nothing kept."""
-    def endless(conn: socket.socket, _req: str) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
-        with contextlib.suppress(OSError):
-            for _ in range(1000):
-                conn.sendall(b"z" * 65536)
-
-    server = RawServer([endless])
+    server = RawServer([_endless])
     lock = lockfile(tmp_path, artifact("a", server.url, b"x"))
     store = Store(tmp_path / "cache")
     with pytest.raises(SizeError, match=r"body is longer than the 300000-byte cap on a download without a "
