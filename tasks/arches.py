@@ -12,7 +12,6 @@ library of the wrong arch is refused in one line before anything loads it.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +57,8 @@ def by_debian(name: str) -> Arch | None:
 
 def host() -> Arch | None:
     """This machine's arch, or None when compatbuild does not know it."""
+    import platform  # here: loading the arch table (every replayed audit) asks no machine
+
     return ARCHES.get(platform.machine())
 
 

@@ -23,10 +23,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-
-import filelock
+from typing import TYPE_CHECKING
 
 from tasks.errors import OutputError
+
+if TYPE_CHECKING:
+    import filelock
 
 STAMP = ".compatbuild.json"
 
@@ -97,6 +99,8 @@ def file_lock(path: Path) -> filelock.BaseFileLock:
     Every lock compatbuild takes (an output's, a store entry's, a stage's) is one of these;
     ``with`` holds it, ``.acquire(timeout=...)`` waits a bounded time.
     """
+    import filelock  # here, not at import: a replayed run (tasks/memo.py) takes no lock
+
     return filelock.FileLock(str(path))
 
 

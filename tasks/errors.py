@@ -10,24 +10,29 @@ itself; exit code 1 is left for disk errors the task layer reports, 130 for an i
 
 from __future__ import annotations
 
+import functools
 import re
+
 
 # Credentials a message may carry, each replaced by ***: the one redaction every message,
 # error and log line of compatbuild passes through (CompatError applies it to itself).
-_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # user:password@ after a scheme, from scheme:// to the LAST '@' before the host (a password
-    # may hold a raw '@', '#' or '?'); also scheme:/ (a URL given as a path, whose '//' Path ate)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/+)[^/\s'\"<>]*@(?!sha256:)"), r"\1***@"),
-    # user:password@registry/repo, with no scheme, to the last '@' (not name:tag@sha256:digest)
-    (re.compile(r"(?<![\w./:@-])[\w.%+-]+:[^\s/'\"<>]+@(?!sha256:)(?=[\w\[])"), "***@"),
-    # ?token=..., &password=... in a query
-    (re.compile(r"(?i)([?&](?:token|access_token|password|passwd|secret|key|sig|signature)=)[^&#\s'\"]+"),
-     r"\1***"),
-    # password: x, "token": "x", 'password': 'x' (JSON, a Python repr, YAML): the quotes are kept
-    (re.compile(r"""((?:auth|password|passwd|identitytoken|registrytoken|token)['"]?\s*[:=]\s*)(['"]?)"""
-                r"""[^\s"',}]+""", re.I), r"\1\2***"),
-    (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 ***"),
-)
+# Compiled on the first redaction, not at import: `invoke --list` redacts nothing.
+@functools.cache
+def _secrets() -> tuple[tuple[re.Pattern[str], str], ...]:
+    return (
+        # user:password@ after a scheme, from scheme:// to the LAST '@' before the host (a password
+        # may hold a raw '@', '#' or '?'); also scheme:/ (a URL given as a path, whose '//' Path ate)
+        (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/+)[^/\s'\"<>]*@(?!sha256:)"), r"\1***@"),
+        # user:password@registry/repo, with no scheme, to the last '@' (not name:tag@sha256:digest)
+        (re.compile(r"(?<![\w./:@-])[\w.%+-]+:[^\s/'\"<>]+@(?!sha256:)(?=[\w\[])"), "***@"),
+        # ?token=..., &password=... in a query
+        (re.compile(r"(?i)([?&](?:token|access_token|password|passwd|secret|key|sig|signature)=)[^&#\s'\"]+"),
+         r"\1***"),
+        # password: x, "token": "x", 'password': 'x' (JSON, a Python repr, YAML): the quotes are kept
+        (re.compile(r"""((?:auth|password|passwd|identitytoken|registrytoken|token)['"]?\s*[:=]\s*)(['"]?)"""
+                    r"""[^\s"',}]+""", re.I), r"\1\2***"),
+        (re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", re.I), r"\1 ***"),
+    )
 
 
 # Said where a first run offline ends (a base image it cannot pull, RPMs it cannot pin).
@@ -36,7 +41,7 @@ OFFLINE_HINT = "without the internet, `invoke test-profile` prepares a local sta
 
 def redact(text: str) -> str:
     """``text`` with anything that looks like a credential replaced by ``***``."""
-    for pattern, repl in _SECRETS:
+    for pattern, repl in _secrets():
         text = pattern.sub(repl, text)
     return text
 

@@ -19,15 +19,27 @@ the one explicit step that pins them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from tasks import memo
 from tasks.atomic import write_atomic
 from tasks.backends import docker as docker_backend
+from tasks.backends import uptodate, zigtools
 from tasks.backends import zig as zig_backend
-from tasks.backends import zigtools
-from tasks.backends.outputs import BuildOptions, BuildResult, last_build
+from tasks.backends.outputs import (
+    MARKER,
+    RECORD,
+    BuildOptions,
+    BuildResult,
+    cargo_home,
+    last_build,
+    output_dir,
+    target_dir,
+)
+from tasks.backends.sources import find_sources
 from tasks.builder import docker_client, registry, stages, transport
 from tasks.builder.docker_client import Docker
 from tasks.dlopen import matrix
@@ -198,6 +210,40 @@ def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *,
     return dataclasses.replace(result, audits=tuple(audit(result.libraries, lock, fixups=result.fixups)))
 
 
+# What a docker build's result depends on beyond its files: the daemon it asks.
+DOCKER_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+# ... and a zig build's: what cargo, rustc, rustup, the cc crate and build scripts read from the
+# environment (a name ending in * stands for every variable it begins), on this machine.
+ZIG_ENV = ("PATH", "HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER",
+           "RUSTFLAGS", "RUSTDOCFLAGS", "CARGO_*", "RUST*", "CC*", "CXX*", "CFLAGS*", "CXXFLAGS*", "LDFLAGS*",
+           "AR*", "TARGET_*", "HOST_*", "ZIG*", "PKG_CONFIG*", "SDKROOT", "MACOSX_DEPLOYMENT_TARGET")
+
+
+def build_watch(settings: Settings, lock: Lockfile, result: BuildResult) -> memo.Watch:
+    """What a build's result depends on, for its memo (:mod:`tasks.memo`): the lockfile, every
+    file and folder of the crate's sources (as :mod:`tasks.backends.uptodate` lists them), the
+    libraries and records it wrote; for docker the builder image; for zig the toolchain the build
+    ran (``BuildResult.toolchain``: the pinned tools, rustc, cargo, the target's std), rustup's
+    settings and overrides, cargo config files above the crate, and what the build scripts said
+    they read (``rerun-if-changed`` paths and ``rerun-if-env-changed`` variables)."""
+    info = result.crate
+    sources = find_sources(info)
+    skip = {str(settings.cache), str(result.out_dir.parent)}
+    inputs = [lock.path, *memo.tree(sources.mounts(), lambda here, files: "CACHEDIR.TAG" in files or here in skip)]
+    outputs = [*result.libraries, result.out_dir / RECORD, result.out_dir / MARKER, result.out_dir.parent / MARKER]
+    if settings.backend != "zig":
+        outputs.append(target_dir(settings, lock, info) / uptodate.STAMP)
+        return memo.Watch(tuple(inputs), tuple(outputs), DOCKER_ENV, (result.image_tag,))
+    rustup = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+    inputs += [*result.toolchain, rustup / "settings.toml", cargo_home(settings) / "config.toml",
+               cargo_home(settings) / "config"]
+    for folder in (info.root, *info.root.parents):  # rustup's overrides and cargo's config, upward
+        inputs += [folder / "rust-toolchain", folder / "rust-toolchain.toml",
+                   folder / ".cargo" / "config", folder / ".cargo" / "config.toml"]
+    said, names = zig_backend.build_script_reads(zig_backend.zig_target_dir(settings, lock, info))
+    return memo.Watch(tuple(inputs + said), tuple(outputs), (*ZIG_ENV, *names))
+
+
 def audit(libraries: Sequence[Path], lock: Lockfile, *, fixups: Sequence[FixupReport] = (),
           sysroot: Path | None = None) -> list[LibraryAudit]:
     """Each library's ELF audited against the lockfile's target (no Docker).
@@ -226,6 +272,37 @@ def smoke(dk: Docker, lock: Lockfile, settings: Settings, libraries: Sequence[Pa
     return smoke_in_image(dk, lock, libraries, image=tag, cache=settings.cache, symbol=symbol,
                           optional_symbol=optional_symbol, log=log, on_line=on_line, strict=strict,
                           transport=transport.for_daemon(dk, settings.remote), host=host)
+
+
+# What loading on this machine depends on besides the library: the loader's search (ld.so.cache,
+# rewritten by ldconfig when a package adds or replaces a library) and its variables.
+NATIVE_LOADER = (Path("/etc/ld.so.cache"), Path("/etc/ld.so.preload"))
+LOADER_ENV = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_BIND_NOW", "LC_ALL")
+
+
+def smoke_watch(settings: Settings, lock: Lockfile, results: Sequence[SmokeResult], *, host_symbols: str = "",
+                named: bool = True) -> memo.Watch | None:
+    """What a smoke run's verdicts depend on, for its memo (:mod:`tasks.memo`): the libraries (and,
+    when none were named, the last build's record that chose them), the lockfile, the smoke image,
+    the exports list; on this machine, its loader's cache and variables; the verdicts and harness
+    kept under ``<cache>/smoke``. None (not replayable) when a result comes from anywhere else
+    than the target's image and this machine (a sysroot stood in for an image out of reach), or
+    when the harness ran in the image (the next run, using its verdict, says so and is recorded)."""
+    tag = stages.plan(lock, Store(settings.cache), "smoke")[-1].tag
+    in_image = f"{lock.target.name} (glibc {lock.target.glibc}, image {tag})"
+    # replayed, a run says what this one said: so only a run whose image verdicts were all kept
+    if not results or any(not (r.where == in_image and r.cached or r.where.startswith("this machine ("))
+                          for r in results):
+        return None
+    libs = sorted({r.library for r in results})
+    inputs = [lock.path, *libs, *NATIVE_LOADER, *[Path(p).resolve() for p in ("/lib64/ld-linux-x86-64.so.2",
+                                                                           "/lib/ld-linux-aarch64.so.1")]]
+    if not named:
+        inputs.append(output_dir(settings.out, lock) / RECORD)
+    if host_symbols:
+        inputs.append(Path(host_symbols).resolve())
+    outputs = memo.tree([settings.cache / "smoke"])
+    return memo.Watch(tuple(inputs), tuple(outputs), (*DOCKER_ENV, *LOADER_ENV), (tag,))
 
 
 def smoke_matrix(dk: Docker | None, lock: Lockfile, settings: Settings, libraries: Sequence[Path], *,
@@ -478,6 +555,15 @@ def project_images(settings: Settings) -> list[tuple[str, str, str]]:
 def fetch_run(settings: Settings, *, only: str | None = None) -> list[download.Fetched]:
     """`invoke download`: every input of the lockfile (or ``only`` one) into the store."""
     return download.fetch_all(load_lock(settings), settings, only=only)
+
+
+def inputs_watch(settings: Settings) -> memo.Watch:
+    """What a cached `download` or `verify` depends on, for its memo (:mod:`tasks.memo`): the
+    lockfile, and every file and folder of the store's entries, url records and verify stamps
+    (a removed, added or rewritten one is a miss)."""
+    root = Store(settings.cache).root
+    return memo.Watch(inputs=(settings.lock,), outputs=tuple(memo.tree([root / "sha256", root / "urls",
+                                                                         root / "verified"])))
 
 
 def verify_run(settings: Settings, *, only: str | None = None) -> list[verify.Verified]:

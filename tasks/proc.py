@@ -61,16 +61,27 @@ def stream(argv: Sequence[str], *, what: str, timeout: float, on_stderr: Callabl
     readers = [threading.Thread(target=f, daemon=True) for f in (pump_err, pump_out)]
     for r in readers:
         r.start()
-    try:
-        status = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    # A blocking wait with a timer to kill at the deadline: Popen.wait(timeout) polls, every
+    # 50 ms, and so returns up to 50 ms after the program ended (on every build).
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
         proc.kill()
-        proc.wait()
-        raise error(f"{what}: {Path(argv[0]).name} did not finish within {timeout:g} s (killed)") from None
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        status = proc.wait()
     except BaseException:  # Ctrl-C: the child goes with us
         proc.kill()
         proc.wait()
         raise
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise error(f"{what}: {Path(argv[0]).name} did not finish within {timeout:g} s (killed)")
     for r in readers:
         r.join()
     return status, "".join(out_parts), "".join(err_lines)

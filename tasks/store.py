@@ -23,12 +23,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import filelock
+from typing import TYPE_CHECKING, Any
 
 from tasks.atomic import file_lock, write_atomic
 from tasks.errors import OutputError
+
+if TYPE_CHECKING:
+    import filelock
 
 CHUNK = 1 << 20
 QUARANTINE_KEEP = 8  # files kept in quarantine/: a failing mirror must not fill the disk

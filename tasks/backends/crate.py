@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,6 +106,8 @@ def _first_error(stderr: str) -> str:
 
 
 def _load(manifest: Path) -> dict[str, Any]:
+    import tomllib  # here: a replayed result (tasks/memo.py) reads no manifest
+
     try:
         return tomllib.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -172,6 +173,8 @@ def _from_toml(root: Path, manifest: Path) -> CrateInfo:
 
 def workspace_root_above(root: Path) -> Path:
     """The nearest ancestor whose Cargo.toml has a [workspace] listing ``root``, else root."""
+    import tomllib  # here: a replayed result (tasks/memo.py) reads no manifest
+
     for parent in root.parents:
         m = parent / "Cargo.toml"
         if not m.is_file():

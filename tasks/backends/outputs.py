@@ -24,14 +24,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from tasks.atomic import copy_atomic, lock_for, read_stamp, write_atomic
 from tasks.backends.crate import CrateInfo
 from tasks.elf.audit import LibraryAudit
 from tasks.elf.fixup import FixupReport, fix_weak_needs
 from tasks.errors import OutputError
-from tasks.inputs.lockfile import Lockfile
-from tasks.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: a replayed result (tasks/memo.py) loads neither
+    from tasks.inputs.lockfile import Lockfile
+    from tasks.settings import Settings
 
 RECORD = "last-build.json"
 MARKER = ".compatbuild-outputs.json"  # every name compatbuild wrote into an output folder
@@ -63,6 +66,7 @@ class BuildResult:
     seconds: float = 0.0
     fixups: tuple[FixupReport, ...] = ()  # the weak-version fix-up of each library, when on
     audits: tuple[LibraryAudit, ...] = ()  # each library judged against the target (the pipeline's audit)
+    toolchain: tuple[Path, ...] = ()  # host files the build ran (zig: the tools, rustc, cargo, the std)
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,15 @@ audit and smoke steps cannot tell the backends apart, except by the record's ``b
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tasks import arches
-from tasks.backends.crate import ADD_CDYLIB, inspect_crate
+from tasks.backends.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.backends.fetch import cargo_error
 from tasks.backends.outputs import (
     BuildOptions,
@@ -78,19 +80,44 @@ def zig_env(settings: Settings, tools: ZigTools) -> dict[str, str]:
     }
 
 
-def rust_sysroot(env: Mapping[str, str]) -> Path:
-    """The sysroot of the rustc cargo will use (``$RUSTC`` or ``rustc``)."""
+def rust_sysroot(env: Mapping[str, str], cwd: Path | None = None) -> Path:
+    """The sysroot of the rustc cargo will use (``$RUSTC`` or ``rustc``) when run in ``cwd``.
+
+    ``cwd`` should be the crate's folder, where cargo-zigbuild runs: rustup picks the toolchain
+    by the ``rust-toolchain`` files above the current folder.
+    """
     rustc = env.get("RUSTC") or "rustc"
     proc = proc_run([rustc, "--print", "sysroot"], what="the zig backend uses the host's Rust toolchain "
-                    "(install it with rustup)", timeout=60, env=env)
+                    "(install it with rustup)", timeout=60, env=env, cwd=cwd)
     if proc.returncode != 0:
         raise ToolError(f"{rustc} --print sysroot failed: {last_line(proc.stderr)}")
     return Path(proc.stdout.strip())
 
 
-def check_rust_std(env: Mapping[str, str], triple: str = TRIPLE) -> Path:
-    """RustStdError unless the host toolchain has a std for ``triple``; its rustlib folder."""
-    sysroot = rust_sysroot(env)
+def rustc_release(env: Mapping[str, str], cwd: Path | None = None) -> str | None:
+    """The ``release:`` of ``rustc -vV`` (``$RUSTC`` or ``rustc``, run in ``cwd``); None if it says none.
+
+    It is what cargo-zigbuild asks the same rustc (the rustc_version crate: ``$RUSTC -vV``)
+    and hands on as ``CARGO_ZIGBUILD_RUSTC_VERSION``; given that up front, its own two
+    ``zig cc -E`` probes (bindgen's include paths) skip one ``rustc -vV`` each (~40 ms).
+    """
+    rustc = env.get("RUSTC") or "rustc"
+    try:
+        proc = proc_run([rustc, "-vV"], what=f"{rustc} -vV", timeout=60, env=env, cwd=cwd)
+    except ToolError:
+        return None  # cargo-zigbuild asks again, and says what is wrong
+    if proc.returncode != 0:
+        return None
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition(":")
+        if key == "release" and value.strip():
+            return value.strip()
+    return None
+
+
+def check_rust_std(env: Mapping[str, str], triple: str = TRIPLE, cwd: Path | None = None) -> Path:
+    """RustStdError unless the host toolchain (as chosen in ``cwd``) has a std for ``triple``; its rustlib folder."""
+    sysroot = rust_sysroot(env, cwd)
     lib = sysroot / "lib" / "rustlib" / triple / "lib"
     if not any(lib.glob("libstd-*.rlib")):
         raise RustStdError(f"no Rust std for {triple} in the toolchain at {sysroot}; "
@@ -110,10 +137,18 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
     tools.check_glibc(glibc)
     env = zig_env(settings, tools)
     triple = arches.get(lock.target.arch).rust_triple
-    check_rust_std(env, triple)
     info = inspect_crate(crate)
-    tdir = target_dir(settings, lock, info)
-    tdir = tdir.with_name(f"{tdir.name}-zig")
+    # rustc -vV alongside rustc --print sysroot: two rustup proxy runs in the time of one
+    release: list[str | None] = []
+    asking = threading.Thread(target=lambda: release.append(rustc_release(env, info.root)), daemon=True)
+    asking.start()
+    try:
+        std = check_rust_std(env, triple, info.root)
+    finally:
+        asking.join()
+    if release and release[0]:
+        env["CARGO_ZIGBUILD_RUSTC_VERSION"] = release[0]
+    tdir = zig_target_dir(settings, lock, info)
     for d in (tdir, cargo_home(settings)):
         d.mkdir(parents=True, exist_ok=True)
     cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{triple}.{glibc}", "--target-dir", str(tdir),
@@ -132,4 +167,32 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
                     backend="zig")
     for p in libraries:
         log(f"Built {p}")
-    return result
+    sysroot = std.parents[3]  # <sysroot>/lib/rustlib/<triple>/lib
+    return dataclasses.replace(result, toolchain=(tools.zig, tools.cargo_zigbuild, sysroot / "bin" / "rustc",
+                                                  sysroot / "bin" / "cargo", std))
+
+
+def zig_target_dir(settings: Settings, lock: Lockfile, info: CrateInfo) -> Path:
+    """The zig builds' own target dir of a crate: the image builds' name with ``-zig``."""
+    tdir = target_dir(settings, lock, info)
+    return tdir.with_name(f"{tdir.name}-zig")
+
+
+def build_script_reads(tdir: Path) -> tuple[list[Path], list[str]]:
+    """What the build scripts of the last build in ``tdir`` said they read: the absolute paths of
+    their ``rerun-if-changed`` lines and the names of their ``rerun-if-env-changed`` lines
+    (cargo keeps each script's output in ``<profile>/build/<pkg>-<hash>/output``)."""
+    paths: list[Path] = []
+    names: list[str] = []
+    for output in sorted([*tdir.glob("*/build/*/output"), *tdir.glob("*/*/build/*/output")]):
+        try:
+            lines = output.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            key, _, value = line.replace("cargo::", "cargo:", 1).partition("=")
+            if key == "cargo:rerun-if-changed" and Path(value).is_absolute():
+                paths.append(Path(value))
+            elif key == "cargo:rerun-if-env-changed" and value:
+                names.append(value)
+    return paths, sorted(set(names))

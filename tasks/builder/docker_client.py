@@ -23,15 +23,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
-
-import docker.client
-import docker.errors
-from docker.models.containers import Container
-from docker.models.images import Image
+from typing import IO, TYPE_CHECKING, Any
 
 from tasks.errors import DockerError, RegistryError, StageBuildError, redact
 from tasks.store import digest_of
+
+if TYPE_CHECKING:  # docker is imported where it is used, so importing this module stays cheap
+    import docker.client
+    import docker.errors
+    from docker.models.containers import Container
+    from docker.models.images import Image
 
 LABEL_PREFIX = "org.compatbuild"
 _HOST = os.uname().nodename
@@ -55,7 +56,8 @@ def _alive(pid: int) -> bool:
 
 LOCAL_SCHEMES = ("http+docker://localhost", "http+docker://localunixsocket", "http+docker://localnpipe")
 Archive = tuple[str, bytes]  # (folder inside the container, a tar of what goes there)
-Collect = Callable[[Container], None]
+if TYPE_CHECKING:  # an annotation only: Container is not imported at run time
+    Collect = Callable[[Container], None]
 
 
 class Docker:
@@ -66,6 +68,8 @@ class Docker:
 
     def image(self, ref: str) -> Image | None:
         """The image with this tag or id, or None."""
+        import docker.errors
+
         try:
             return self.client.images.get(ref)
         except docker.errors.ImageNotFound:
@@ -74,6 +78,8 @@ class Docker:
             raise DockerError(f"docker: cannot inspect {ref}: {_why(exc)}") from None
 
     def tag(self, image_id: str, ref: str) -> None:
+        import docker.errors
+
         repo, _, tag = ref.rpartition(":")
         try:
             self.client.api.tag(image_id, repo, tag)
@@ -81,6 +87,8 @@ class Docker:
             raise DockerError(f"docker: cannot tag {image_id} as {ref}: {_why(exc)}") from None
 
     def pull(self, ref: str) -> Image:
+        import docker.errors
+
         try:
             return self.client.images.pull(ref)
         except docker.errors.APIError as exc:
@@ -93,6 +101,8 @@ class Docker:
 
     def daemon_id(self) -> str:
         """The daemon's own ID (``docker info``), to key what lives on one daemon."""
+        import docker.errors
+
         try:
             return str(self.client.info().get("ID") or self.client.api.base_url)
         except docker.errors.APIError as exc:
@@ -104,6 +114,8 @@ class Docker:
         Credentials come from docker-py's own lookup (config.json, credential helpers).
         Any other failure (unreachable registry, refused credentials) is a RegistryError.
         """
+        import docker.errors
+
         repo, tag = _split_ref(ref)
         try:
             for chunk in self.client.api.pull(repo, tag=tag, stream=True, decode=True):
@@ -122,6 +134,8 @@ class Docker:
 
     def push(self, ref: str, *, on_line: Callable[[str], None] | None = None) -> str:
         """Push the local image ``ref`` (``repo:tag``) to its registry; return the manifest digest."""
+        import docker.errors
+
         repo, tag = _split_ref(ref)
         digest = ""
         try:
@@ -153,6 +167,8 @@ class Docker:
 
     def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
         """Create the named volume unless it exists; True when it was created now."""
+        import docker.errors
+
         try:
             self.client.volumes.get(name)
             return False
@@ -171,6 +187,8 @@ class Docker:
 
         ``changes`` are Dockerfile instructions applied to it (``ENV``, ``CMD``, ``LABEL``).
         """
+        import docker.errors
+
         repo, _, tag = ref.rpartition(":")
         if not repo or "/" in tag:
             repo, tag = ref, "latest"
@@ -186,12 +204,16 @@ class Docker:
         return str(image.id)
 
     def images(self, label: str) -> list[Image]:
+        import docker.errors
+
         try:
             return list(self.client.images.list(filters={"label": label}))
         except docker.errors.APIError as exc:
             raise DockerError(f"docker: cannot list images: {_why(exc)}") from None
 
     def remove_image(self, ref: str) -> None:
+        import docker.errors
+
         try:
             self.client.images.remove(ref, noprune=False)
         except docker.errors.ImageNotFound:
@@ -215,6 +237,8 @@ class Docker:
         Returns the image id. On an ``error`` chunk raises StageBuildError with the end of
         the log, so the user sees why without scrolling.
         """
+        import docker.errors
+
         tail: list[str] = []
 
         def emit(text: str) -> None:
@@ -274,6 +298,8 @@ class Docker:
         ``archives`` are (folder, tar bytes) unpacked into the container before it starts
         (``put_archive``): how files reach a daemon that cannot see this machine's.
         """
+        import docker.errors
+
         c: Container | None = None
         self.remove_orphans()
         try:
@@ -313,6 +339,8 @@ class Docker:
         remove itself because it died (kill -9, a lost terminal): labelled with its pid,
         which is no longer running. Another live process's containers, and containers
         compatbuild did not make, are never touched. Returns the removed containers' ids."""
+        import docker.errors
+
         removed: list[str] = []
         try:
             mine = self.client.containers.list(
@@ -364,6 +392,8 @@ class Docker:
         (``cargo --message-format=json-render-diagnostics``). stdout is read once the
         container has exited; ``collect(container, stdout)`` runs then, before it is removed.
         """
+        import docker.errors
+
         with self.container(image, command, **kwargs) as c:
             try:
                 err = _lines(c.logs(stream=True, follow=True, stdout=False, stderr=True), on_stderr)
@@ -425,6 +455,8 @@ class Docker:
         waited for while it starts (about 10 s at most), never removed; one whose maker died
         before starting it, or that is exiting, is removed and made again.
         """
+        import docker.errors
+
         name = f"compatbuild-warm-{key[:24]}"
         try:
             for other in self.client.containers.list(filters={"label": [f"{WARM_LABEL}.slot={slot}"]}):
@@ -471,6 +503,8 @@ class Docker:
     def _exec_split(self, c: Container, command: Sequence[str], *, user: str, working_dir: str,
                     environment: Mapping[str, str] | None,
                     on_stderr: Callable[[str], None] | None) -> tuple[int, str, str]:
+        import docker.errors
+
         api = self.client.api
         try:
             exec_id = api.exec_create(c.id, list(command), stdout=True, stderr=True, user=user,
@@ -552,6 +586,8 @@ def _owner_alive(c: Container) -> bool:
 
 
 def _running(c: Container) -> bool:
+    import docker.errors
+
     try:
         c.reload()
     except docker.errors.APIError:
@@ -579,6 +615,8 @@ def _warm_key(image_id: str, volumes: Mapping[str, Mapping[str, str]], user: str
 
 def get_file(c: Container, path: str) -> bytes | None:
     """The bytes of one regular file in a container (``get_archive``), or None when it is not there."""
+    import docker.errors
+
     try:
         stream, _stat = c.get_archive(path)
     except docker.errors.NotFound:
@@ -594,6 +632,8 @@ def get_file(c: Container, path: str) -> bytes | None:
 
 
 def _remove_container(c: Container | None) -> None:
+    import docker.errors
+
     if c is not None:
         try:
             c.remove(force=True)
@@ -627,6 +667,8 @@ API_TIMEOUT = 600  # seconds any later call may wait for an answer
 
 def connect() -> Docker:
     """Connect to the daemon named by DOCKER_HOST (or the default socket) and ping it."""
+    import docker.client
+    import docker.errors
     import requests.exceptions
 
     try:

@@ -21,13 +21,14 @@ import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-from docker.models.containers import Container
+from typing import TYPE_CHECKING, Any
 
 from tasks.atomic import write_atomic
 from tasks.builder.docker_client import Docker, get_file
 from tasks.errors import TransportError
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 SKIP_DIRS = (".git",)
 VOLUME_PREFIX = "compatbuild-"

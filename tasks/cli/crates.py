@@ -9,14 +9,15 @@ when it fails, first, with ``"ok": false`` and the one-line error in ``"error"``
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
 
+from tasks import memo
 from tasks.cli.common import (
     LINKER_HELP,
     LOCK_HELP,
@@ -29,6 +30,7 @@ from tasks.errors import ConfigError
 
 if TYPE_CHECKING:
     from tasks.present import BuildResult, Cell, LibraryAudit, SmokeResult
+    from tasks.settings import Settings
 
 
 @task(
@@ -70,25 +72,35 @@ def build_(
     warm: bool = True,
 ) -> BuildResult:
     """Build a crate's cdylibs for the target's glibc (2.18 by default) in its builder image or with zig; audit them."""
-    from tasks import pipeline, present
-
     with json_document_on_failure(json, "build"):
         s = settings(c, lock, target=target, linker=linker).with_backend(backend)
         if out:
             s = dataclasses.replace(s, out=Path(out).resolve())
+        extra = _split(cargo_args)
+        run = memo.Run(s.cache, "build", {"settings": _key(s), "crate": str(Path(crate).resolve()) if crate else "",
+                                          "release": not debug, "features": features, "cargo_args": extra,
+                                          "fix_weak": fix_weak, "json": json})
+        if (hit := memo.replay(run)) is not None:  # nothing changed since the recorded build
+            return memo.play(hit)  # type: ignore[no-any-return]
         if not warm:
             s = dataclasses.replace(s, warm_idle=0)
-        say = _stderr if json else print
+        from tasks import pipeline, present
+
+        say = run.say(2 if json else 1, keep=False)  # progress: a replay builds nothing, so says none of it
         result = pipeline.build_run(s, Path(crate) if crate else None, log=say, on_line=say, release=not debug,
-                                    features=features, extra_args=_split(cargo_args), fix_weak=fix_weak)
+                                    features=features, extra_args=extra, fix_weak=fix_weak)
         lf = pipeline.load_lock(s)
+    out_line = run.say(1)
     if json:  # with "ok" and the violation in "error" before the one-line error and exit 10
-        print(present.build_json(result, lf, s.backend))
+        out_line(present.build_json(result, lf, s.backend))
+        noted = False
     else:
-        print(present.audit_text(result.audits, retain_note=pipeline.retain_note_due(s, result.audits)))
+        noted = pipeline.retain_note_due(s, result.audits)  # said once per cache: not to be replayed
+        out_line(present.audit_text(result.audits, retain_note=noted))
         for p in result.libraries:
-            print(p)
+            out_line(str(p))
     pipeline.raise_on_violation(result.audits)
+    run.save(None if noted else pipeline.build_watch(s, lf, result), result)
     return result
 
 
@@ -152,11 +164,17 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
            target: str = "", host_mode: str = "", host_lib: str = "",
            host_symbols: str = "", host: str = "") -> list[SmokeResult] | list[Cell]:
     """dlopen(RTLD_NOW) each library on the target's old glibc (and the current one); --matrix: on every glibc."""
-    from tasks import pipeline, present
-
     with json_document_on_failure(json, "matrix" if matrix else "smoke"):
         s = settings(c, lock, target=target)
-        say = _stderr if json else print
+        run = memo.Run(s.cache, "smoke", {"settings": _key(s), "lib": [str(Path(p).resolve()) for p in lib or []],
+                                          "symbol": symbol, "current": current, "json": json, "host_mode": host_mode,
+                                          "host_lib": host_lib, "host_symbols": host_symbols})
+        replayable = not (matrix or sysroot or host)  # a host program or a sysroot: their files are not watched
+        if replayable and (hit := memo.replay(run)) is not None:  # the same libraries, places and verdicts
+            return memo.play(hit)  # type: ignore[no-any-return]
+        from tasks import pipeline, present
+
+        say = run.say(2 if json else 1)
         libs = pipeline.smoke_libraries(s, [Path(p) for p in lib or []], log=say)
         lf = pipeline.load_lock(s)
         if matrix:
@@ -176,11 +194,13 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
         return cells
     failure = pipeline.smoke_failure(results)
     if json:  # CI gets its JSON before the one-line error and exit 11
-        print(present.smoke_json(lf, results, str(failure) if failure else None))
+        run.say(1)(present.smoke_json(lf, results, str(failure) if failure else None))
     elif text := present.smoke_text(results):
-        print(text)
+        run.say(1)(text)
     if failure:
         raise failure
+    if replayable:
+        run.save(pipeline.smoke_watch(s, lf, results, host_symbols=host_symbols, named=bool(lib)), results)
     return results
 
 
@@ -200,15 +220,19 @@ def sysroot_(c: Context, dest: str = "", lock: str = "", target: str = "") -> Pa
     return made
 
 
+def _key(s: Settings) -> dict[str, object]:
+    """What of the settings a run's result depends on, for its memo: all but how long a warm
+    container waits (and how downloads go, which change no result)."""
+    skip = {"warm_idle", "jobs", "progress", "deadline"}
+    return {"cwd": os.getcwd(), **{f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name not in skip}}
+
+
 def _split(args: str) -> tuple[str, ...]:
     try:
         return tuple(shlex.split(args))
     except ValueError as exc:
         raise ConfigError(f"--cargo-args {args!r}: {exc}") from None
 
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 TASKS = [build_, audit_, smoke_, sysroot_]

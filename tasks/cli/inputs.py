@@ -7,6 +7,7 @@ import dataclasses
 from invoke.context import Context
 from invoke.tasks import task
 
+from tasks import memo
 from tasks.cli.common import LOCK_HELP, TARGET_HELP, reports_errors, settings
 from tasks.settings import parse_jobs
 
@@ -26,12 +27,20 @@ def download_(c: Context, lock: str = "", only: str = "", jobs: str = "", target
     """Fetch every lockfile input into the content-addressed cache (resumable, cached)."""
     # jobs is text, checked by the same rule as the config: invoke's own int() of a bad
     # value is a traceback, and an int default could not tell `--jobs 0` from no flag.
-    from tasks import pipeline, present
-
     s = settings(c, lock, target=target)
     if jobs:
         s = dataclasses.replace(s, jobs=parse_jobs(jobs, "--jobs"))
-    print(present.fetched_text(pipeline.fetch_run(s, only=only or None)))
+    run = memo.Run(s.cache, "download", {"lock": str(s.lock), "target": s.target, "only": only,
+                                         "mirrors": dict(s.mirrors), "max_download": s.max_download})
+    if (hit := memo.replay(run)) is not None:  # every input still in the store, as recorded
+        memo.play(hit)
+        return
+    from tasks import pipeline, present
+
+    fetched = pipeline.fetch_run(s, only=only or None)
+    run.say(1)(present.fetched_text(fetched))
+    if all(f.action == "cached" for f in fetched):  # a replay says "cached": only a run that was
+        run.save(pipeline.inputs_watch(s), None)
 
 
 @task(auto_shortflags=False, name="verify",
@@ -39,9 +48,17 @@ def download_(c: Context, lock: str = "", only: str = "", jobs: str = "", target
 @reports_errors
 def verify_(c: Context, lock: str = "", only: str = "", target: str = "") -> None:
     """Check sha256, pinned-fingerprint signatures and signed checksum lists of the inputs."""
+    s = settings(c, lock, target=target)
+    run = memo.Run(s.cache, "verify", {"lock": str(s.lock), "target": s.target, "only": only})
+    if (hit := memo.replay(run)) is not None:  # the same bytes, vouched for by the same stamps
+        memo.play(hit)
+        return
     from tasks import pipeline, present
 
-    print(present.verified_text(pipeline.verify_run(settings(c, lock, target=target), only=only or None)))
+    verified = pipeline.verify_run(s, only=only or None)
+    run.say(1)(present.verified_text(verified))
+    if all(v.cached for v in verified):  # a replay says "cached": only a run that was
+        run.save(pipeline.inputs_watch(s), None)
 
 
 @task(

@@ -31,11 +31,9 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tasks import arches
@@ -48,6 +46,7 @@ from tasks.dlopen.harness import CrossCC, compile_harness, compile_stub, sysroot
 from tasks.dlopen.harness import sysroot_link as sysroot_link
 from tasks.dlopen.hostmode import STUB_FLAGS, HostMode, HostPlan, plan
 from tasks.dlopen.hostrun import IN_IMAGE, HostRun, Offer, in_image_result, run_native
+from tasks.dlopen.result import SmokeResult as SmokeResult  # re-exported: every place's result
 from tasks.errors import SmokeError, SysrootError
 from tasks.inputs.lockfile import Lockfile
 from tasks.store import digest_of, sha256_file
@@ -57,48 +56,6 @@ STUB_IN_IMAGE = "/tmp/compatbuild-host-stub.so"  # built in the container by the
 NOBODY = "65534:65534"
 TIMEOUT = 120
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class SmokeResult:
-    """One library's smoke run: where it ran, the harness's exit status and output."""
-
-    library: Path
-    where: str
-    status: int
-    output: str
-    host: str = ""  # what the host mode provided: "57 symbols left to the host: ..." ("": nothing)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 0
-
-    @property
-    def text(self) -> str:
-        """``loaded``, ``loaded (57 symbols left to the host: ...)``, or the failure line."""
-        if not self.ok:
-            return self.error or "failed"
-        return f"loaded ({self.host})" if self.host else "loaded"
-
-    @property
-    def error(self) -> str | None:
-        """The harness's own failure line (with dlerror text), or None when it passed."""
-        if self.ok:
-            return None
-        for line in self.output.splitlines():
-            if line.startswith(("smoke: dlopen ", "smoke: dlsym ", "smoke: preload ", "smoke: host ",
-                                "smoke: refused: ")):
-                return line.removeprefix("smoke: ")
-        if self.status < 0:
-            try:
-                name = signal.Signals(-self.status).name
-            except ValueError:
-                name = f"signal {-self.status}"
-            return f"the harness died of {name} (crash inside the library?)"
-        if self.status >= 128:  # docker reports a killed process as 128 + signal
-            return f"the harness died of signal {self.status - 128} (crash inside the library?)"
-        last = self.output.strip().splitlines()[-1:] or ["no output"]
-        return f"the harness exited {self.status}: {last[0]}"
 
 
 def harness_args(symbol: str | None, optional_symbol: str | None) -> list[str]:
@@ -255,7 +212,7 @@ def _cached_verdict(verdict: Path | None, lib: Path, where: str, hp: HostPlan) -
         status, output, note = int(data["status"]), str(data["output"]), str(data.get("host", hp.note))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return SmokeResult(lib, where, status, output, note) if status == 0 else None
+    return SmokeResult(lib, where, status, output, note, cached=True) if status == 0 else None
 
 
 # ----------------------------------------------------------------------------- host

@@ -18,13 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
-from elftools.elf.sections import SymbolTableSection
+from typing import TYPE_CHECKING, Any
 
 from tasks.elf.fixup import VER_FLG_WEAK, FixupReport
 from tasks.elf.floors import (
@@ -41,6 +35,9 @@ from tasks.elf.reading import check_entry_sizes, check_header, regular_file, ver
 from tasks.elf.refusals import Refusal, loader_refusals
 from tasks.elf.report import format_report, raise_on_violation, report_json
 from tasks.errors import AuditError
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 __all__ = [  # the report functions live in audit_report; callers keep importing them from here
     "DEFAULT_ALLOWED_NEEDED", "VER_FLG_WEAK", "LibraryAudit", "RuntimeNeed", "SymbolNeed", "VersionNeed",
@@ -188,6 +185,8 @@ _release = glibc_release
 
 
 def _dynamic_strings(elf: ELFFile) -> dict[str, list[str]]:
+    from elftools.elf.dynamic import DynamicSection
+
     found: dict[str, list[str]] = {t: [] for t in ("DT_NEEDED", "DT_RPATH", "DT_RUNPATH")}
     found["DT_SONAME"] = []
     for section in elf.iter_sections():
@@ -200,6 +199,8 @@ def _dynamic_strings(elf: ELFFile) -> dict[str, list[str]]:
 
 
 def _version_needs(elf: ELFFile) -> tuple[list[VersionNeed], dict[int, VersionNeed]]:
+    from elftools.elf.gnuversions import GNUVerNeedSection
+
     needs: list[VersionNeed] = []
     by_index: dict[int, VersionNeed] = {}
     for section in elf.iter_sections():
@@ -213,6 +214,9 @@ def _version_needs(elf: ELFFile) -> tuple[list[VersionNeed], dict[int, VersionNe
 
 def _symbol_needs(elf: ELFFile, by_index: dict[int, VersionNeed]) -> list[SymbolNeed]:
     """Each undefined .dynsym entry whose .gnu.version index names a version need."""
+    from elftools.elf.gnuversions import GNUVerSymSection
+    from elftools.elf.sections import SymbolTableSection
+
     versym = next((s for s in elf.iter_sections() if isinstance(s, GNUVerSymSection)), None)
     if versym is None or not isinstance(versym.symboltable, SymbolTableSection):
         return []
@@ -266,6 +270,9 @@ def audit_library(
     given, else by the rule that an unversioned undefined symbol is the host's
     (:mod:`tasks.elf.hostsyms`).
     """
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     if floors is None:
         if target_glibc is None:
             raise AuditError("audit: no target (give a target glibc such as 2.17, or target floors)")

@@ -29,16 +29,15 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
-from elftools.elf.sections import SymbolTableSection
+from typing import IO, TYPE_CHECKING, Literal
 
 from tasks.atomic import staged
 from tasks.elf.reading import check_entry_sizes, check_header, regular_file, version_needs
 from tasks.errors import FixupError
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection
 
 VER_FLG_WEAK = 0x2  # vna_flags bit (elf.h): the loader does not insist on this version
 _VNA_FLAGS_AT = 4  # Elf_Vernaux: vna_hash (Elf_Word, 4 bytes), then vna_flags (Elf_Half)
@@ -109,6 +108,9 @@ def _walk_needs(elf: ELFFile, section: GNUVerNeedSection) -> Iterator[_Aux]:
 
 def _references(elf: ELFFile) -> dict[int, list[tuple[str, bool]]]:
     """Version index -> (name, is an undefined STB_WEAK symbol) of each dynamic symbol using it."""
+    from elftools.elf.gnuversions import GNUVerSymSection
+    from elftools.elf.sections import SymbolTableSection
+
     versym = next((s for s in elf.iter_sections() if isinstance(s, GNUVerSymSection)), None)
     refs: dict[int, list[tuple[str, bool]]] = {}
     if versym is None or not isinstance(versym.symboltable, SymbolTableSection):
@@ -124,6 +126,10 @@ def _references(elf: ELFFile) -> dict[int, list[tuple[str, bool]]]:
 
 
 def _read(path: Path, stream: IO[bytes]) -> tuple[list[_Aux], dict[int, list[tuple[str, bool]]], bool]:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection
+
     check_header(path, stream, FixupError, "the fix-up edits", "fix up")
     try:
         elf = ELFFile(stream)

@@ -18,16 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerSymSection
-from elftools.elf.sections import SymbolTableSection
+from typing import IO, TYPE_CHECKING
 
 from tasks.elf.reading import check_entry_sizes, regular_file
 from tasks.errors import AuditError
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 # Library directories of both layouts: Fedora (lib64) and Debian multiarch (x86_64, aarch64).
 LIB_DIRS = ("lib64", "usr/lib64", "lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib",
@@ -53,6 +50,9 @@ def left_to_host(names: Sequence[str], shown: int = SHOWN) -> str:
 
 def unversioned_undefined(elf: ELFFile) -> list[HostSymbol]:
     """Each non-weak undefined ``.dynsym`` entry that names no symbol version, by name."""
+    from elftools.elf.gnuversions import GNUVerSymSection
+    from elftools.elf.sections import SymbolTableSection
+
     dynsym = elf.get_section_by_name(".dynsym")
     if not isinstance(dynsym, SymbolTableSection):
         return []
@@ -72,11 +72,15 @@ def unversioned_undefined(elf: ELFFile) -> list[HostSymbol]:
 
 
 def _needed(elf: ELFFile) -> list[str]:
+    from elftools.elf.dynamic import DynamicSection
+
     return [str(tag.needed) for s in elf.iter_sections() if isinstance(s, DynamicSection)  # type: ignore[attr-defined]
             for tag in s.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
 
 
 def _defined(elf: ELFFile) -> set[str]:
+    from elftools.elf.sections import SymbolTableSection
+
     dynsym = elf.get_section_by_name(".dynsym")
     if not isinstance(dynsym, SymbolTableSection):
         return set()
@@ -103,6 +107,9 @@ class TargetLibraries:
         return None
 
     def _read(self, name: str) -> tuple[set[str], list[str]] | None:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
         if name not in self._seen:
             path = self.find(name)
             entry: tuple[set[str], list[str]] | None = None
@@ -143,6 +150,9 @@ def host_symbols_of(elf: ELFFile, needed: Sequence[str],
 
 
 def _open(path: Path, stream: IO[bytes]) -> ELFFile:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     try:
         elf = ELFFile(stream)
         check_entry_sizes(elf)  # .gnu.version's sh_entsize divides: 0 was a ZeroDivisionError

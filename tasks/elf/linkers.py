@@ -11,8 +11,11 @@ either way (measured on LLD 9, 11, 22 and GNU ld 2.35, 2.40: see DESIGN.md).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from elftools.elf.elffile import ELFFile
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
+
 
 _LLD = re.compile(r"^Linker: LLD (\d+)\.(\d+)(?:\.(\d+))?")
 _MOLD = re.compile(r"^mold (\d+)\.(\d+)")

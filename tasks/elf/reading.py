@@ -27,15 +27,14 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
-
-from elftools.common.exceptions import ELFError
-from elftools.common.utils import struct_parse
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from tasks.arches import ARCHES
 from tasks.errors import CompatError
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection
 
 _ELF_MAGIC = b"\x7fELF"
 _ET_DYN = 3
@@ -100,6 +99,8 @@ def check_header(path: Path, stream: IO[bytes], error: type[CompatError], who: s
 
 def check_entry_sizes(elf: ELFFile) -> None:
     """ELFError unless ``.gnu.version`` and ``.dynsym`` have the entry size their type has."""
+    from elftools.common.exceptions import ELFError
+
     structs: Any = elf.structs
     sizes = {"SHT_GNU_versym": structs.Elf_Versym.sizeof(), "SHT_DYNSYM": structs.Elf_Sym.sizeof()}
     for section in elf.iter_sections():
@@ -121,6 +122,9 @@ class Vernaux:
 
 def version_needs(elf: ELFFile, section: GNUVerNeedSection) -> list[Vernaux]:
     """Every Elf_Vernaux of ``section``, in ld.so's order, the walk bounded by the section."""
+    from elftools.common.exceptions import ELFError
+    from elftools.common.utils import struct_parse
+
     structs: Any = elf.structs
     start, size = int(section["sh_offset"]), int(section["sh_size"])
     if size == 0:

@@ -22,10 +22,11 @@ output has no text relocations; compatbuild's own outputs have none of these (te
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from elftools.elf.relocation import RelocationSection
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
+
 
 PF_X = 0x1
 DF_TEXTREL = 0x4
@@ -52,6 +53,8 @@ class Refusal:
 
 def loader_refusals(elf: ELFFile) -> tuple[Refusal, ...]:
     """The refusals :mod:`this module <tasks.elf.refusals>` describes, seen in ``elf``."""
+    from elftools.elf.dynamic import DynamicSection
+
     found: list[Refusal] = []
     stacks = [s for s in elf.iter_segments() if s["p_type"] == "PT_GNU_STACK"]
     if not stacks:
@@ -82,6 +85,8 @@ def loader_refusals(elf: ELFFile) -> tuple[Refusal, ...]:
 
 
 def _tpoff_relocations(elf: ELFFile) -> int:
+    from elftools.elf.relocation import RelocationSection
+
     kinds = TPOFF_RELOCS.get(str(elf["e_machine"]), set())
     count = 0
     for section in elf.iter_sections():

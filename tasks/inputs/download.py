@@ -22,10 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import filelock
-import requests
-from rich.filesize import decimal
+from typing import TYPE_CHECKING
 
 from tasks.errors import CompatError, DownloadError, LockfileError, LockTimeout
 from tasks.inputs import http
@@ -34,6 +31,10 @@ from tasks.inputs.transfer import Fatal, Progress, Transfer, disk_text
 from tasks.inputs.urls import redact
 from tasks.settings import Settings
 from tasks.store import Store
+
+if TYPE_CHECKING:  # filelock, requests and rich are imported where they are used
+    import filelock
+    import requests
 
 Log = Callable[[str], None]
 LOCK_POLL = 0.2  # seconds between tries at a lock another process holds
@@ -85,6 +86,8 @@ def _fetch(resource: Resource, store: Store, mirror: Callable[[str], str], sessi
            max_download: int) -> Fetched:
     if found := _cached(resource, store):
         return found
+    import filelock  # after the cached answer: a run with everything in the store takes no lock
+
     urls = list(dict.fromkeys(mirror(u) for u in (resource.url, *resource.alt_urls)))
     with ExitStack() as stack:
         try:
@@ -119,6 +122,8 @@ def _acquired(lock: filelock.BaseFileLock, resource: Resource, say: Log, stop: t
               wait: float) -> Iterator[None]:
     """Hold ``lock``; when another process holds it, say so once and wait at most ``wait`` s,
     in short tries, so an interrupt or ``stop`` ends the wait at once."""
+    import filelock
+
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
@@ -217,7 +222,11 @@ def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
 def summary(fetched: Sequence[Fetched]) -> str:
     """One line for a task to print: "3 files: 1 downloaded (2.1 MB), 2 cached"."""
     new = [f for f in fetched if f.action == "downloaded"]
-    size = f" ({decimal(sum(f.path.stat().st_size for f in new))})" if new else ""
+    size = ""
+    if new:  # rich only when there is a size to word: an all-cached run does not import it
+        from rich.filesize import decimal
+
+        size = f" ({decimal(sum(f.path.stat().st_size for f in new))})"
     return (f"{len(fetched)} file{'s' * (len(fetched) != 1)}: {len(new)} downloaded{size}, "
             f"{len(fetched) - len(new)} cached")
 

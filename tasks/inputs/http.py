@@ -22,13 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
+from typing import TYPE_CHECKING, TypeVar
 
 from tasks.errors import DownloadError
+
+if TYPE_CHECKING:  # requests and urllib3 are imported where they are used: importing this stays cheap
+    import requests
 
 CHUNK = 1 << 20
 TIMEOUT: tuple[float, float] = (10.0, 60.0)  # (connect, read) seconds
@@ -38,9 +37,6 @@ RETRY_DELAYS: tuple[float, ...] = tuple(BACKOFF * 2**i for i in range(RETRIES)) 
 Log = Callable[[str], None]
 T = TypeVar("T")
 
-# A flaky network, as session.get (requests) and resp.raw.read1 (urllib3) report it.
-NETWORK = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-           urllib3.exceptions.HTTPError, http.client.HTTPException)
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)")
 
 
@@ -56,9 +52,21 @@ def _quiet(_message: str) -> None:
     pass
 
 
+def network_errors() -> tuple[type[BaseException], ...]:
+    """A flaky network, as session.get (requests) and resp.raw.read1 (urllib3) report it."""
+    import requests
+    import urllib3
+
+    return (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError, http.client.HTTPException)
+
+
 def new_session(pool: int = 4) -> requests.Session:
     """A Session pooling ``pool`` connections, without urllib3's own retries: every retry goes
     through :func:`with_retries`, whose attempt re-reads what it holds for the Range offset."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
     session.mount("http://", adapter)
@@ -137,10 +145,11 @@ class Body:
         ``read1`` returns what one socket read brings (up to CHUNK), so a connection that
         dies mid-body loses nothing already received: the resume starts right after it.
         """
+        network = network_errors()
         try:
             while chunk := self.response.raw.read1(CHUNK, decode_content=False):
                 yield chunk
-        except NETWORK as exc:
+        except network as exc:
             self.lost = exc
 
     def check(self, held: int) -> None:
@@ -174,6 +183,9 @@ def open_from(session: requests.Session, url: str, offset: int = 0,
     Raises :class:`Transient` on a lost connection, a timeout or a 5xx,
     :class:`RangeRefused` when the server cannot resume there, and DownloadError otherwise.
     """
+    import requests
+
+    network = network_errors()
     headers = {"Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -181,7 +193,7 @@ def open_from(session: requests.Session, url: str, offset: int = 0,
         resp = session.get(url, headers=headers, stream=True, timeout=timeout or TIMEOUT)
     except requests.exceptions.SSLError as exc:
         raise DownloadError(f"TLS error for {url}: {why(exc)}") from None
-    except NETWORK as exc:
+    except network as exc:
         raise Transient(f"{why(exc)} for {url}") from None
     except requests.RequestException as exc:
         raise DownloadError(f"cannot fetch {url}: {why(exc)}") from None
@@ -240,6 +252,9 @@ def _content_range(value: str) -> tuple[int | None, int | None]:
 
 def why(exc: BaseException) -> str:
     """The most specific one-line reason inside a requests/urllib3 exception chain."""
+    import requests
+    import urllib3
+
     if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)):
         return "timed out"
     todo: list[BaseException] = [exc]

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 
 from tasks.arches import ARCHES as _ARCHES
 from tasks.errors import LockfileError
+from tasks.settings import DOWNLOAD_MAX as DOWNLOAD_MAX  # the cap for a file without a pinned size
 
 SCHEMA_VERSION = 2
 SCHEMAS = (1, 2)
@@ -21,7 +22,6 @@ LINKERS = ("llvm", "rust-lld")  # how the builder image links: docker/builder, d
 ARCHES = tuple(_ARCHES)  # what a target's `arch` may be: tasks/arches.py
 UNPINNED_MAX = 1 << 20  # the most bytes taken for an unpinned signature or checksum list
 KEY_MAX = 16 << 20  # ... and for a key file without a pinned size (GNU's keyring is a few MB)
-DOWNLOAD_MAX = 1 << 30  # ... and for a pinned file without a pinned size: config compatbuild.max_download
 
 
 @dataclass(frozen=True)

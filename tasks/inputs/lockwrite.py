@@ -19,18 +19,22 @@ import tomllib
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-
-import tomlkit
+from typing import TYPE_CHECKING
 
 from tasks.atomic import lock_for, staged
 from tasks.errors import LockfileError
 from tasks.inputs.lockfile import load, parse
 
-Edit = Callable[[tomlkit.TOMLDocument], None]
+if TYPE_CHECKING:  # tomlkit is imported where it is used; Edit is an annotation only
+    import tomlkit
+
+    Edit = Callable[[tomlkit.TOMLDocument], None]
 
 
 def rewrite(lock_path: Path, edit: Edit) -> bool:
     """Apply ``edit`` to the lockfile as it is under its lock; True when the file changed."""
+    import tomlkit
+
     path = lock_path.resolve()  # a symlinked lockfile: edit its target, keep the link
     with ExitStack() as stack:
         try:

@@ -12,15 +12,17 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-
-import tomlkit
-from tomlkit.items import Item, Table
+from typing import TYPE_CHECKING
 
 from tasks.errors import HashMismatch, NotDownloaded, PinError
 from tasks.inputs.lockfile import Artifact, Lockfile, load, url_basename
 from tasks.inputs.lockwrite import rewrite
 from tasks.inputs.verify import check_signature, key_file, verify_artifact
 from tasks.store import Store, sha256_file
+
+if TYPE_CHECKING:  # tomlkit is imported where it is used
+    import tomlkit
+    from tomlkit.items import Table
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
@@ -66,6 +68,8 @@ def record_sizes(lock_path: Path, store: Store, log: Log = print) -> int:
     only once its hash matched, so its length is the pinned file's. From then on a download
     refuses a ``Content-Length`` above it, and stops a longer body there.
     """
+    import tomlkit
+
     found: dict[tuple[str, str], int] = {}
     for kind in ("artifact", "key", "rpm"):
         for table in _tables(tomlkit.parse(lock_path.read_text(encoding="utf-8-sig")), kind):
@@ -167,12 +171,17 @@ def _target(manifest: Path, name: str, triple: str) -> dict[str, str]:
 
 
 def _tables(doc: tomlkit.TOMLDocument, kind: str) -> list[Table]:
+    from tomlkit.items import Table
+
     items = doc.get(kind, [])
     return [t for t in items if isinstance(t, Table)]
 
 
 def _set(table: Table, key: str, value: str | int, *, after: str) -> None:
     """Set ``key``, keeping an existing value's comment, or add it on the line after ``after``."""
+    import tomlkit
+    from tomlkit.items import Item
+
     new = tomlkit.item(value)
     if key in table:
         old = table.item(key)

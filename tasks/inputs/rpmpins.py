@@ -25,10 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cmp_to_key
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin
-
-import tomlkit
 
 from tasks.errors import DockerError, HashMismatch, RpmError
 from tasks.inputs import http, lockfile
@@ -36,6 +34,9 @@ from tasks.inputs.lockfile import Rpm
 from tasks.inputs.lockwrite import rewrite
 from tasks.inputs.rpmver import EQ, FLAGS, Dep, Evr, evrcmp, parse_evr, satisfies
 from tasks.inputs.rpmver import rpmvercmp as rpmvercmp  # re-exported: tests use tasks.inputs.rpmpins.rpmvercmp
+
+if TYPE_CHECKING:  # tomlkit is imported where it is used
+    import tomlkit
 
 PACKAGES = ("coreutils", "gcc", "gcc-c++", "make", "which", "tar", "xz", "gzip", "python",
             "sed", "grep", "gawk", "findutils", "diffutils")
@@ -310,6 +311,8 @@ def refresh(
     default = str(tomllib.loads(lock_path.read_text(encoding="utf-8-sig")).get("default_target") or name)
 
     def edit(doc: tomlkit.TOMLDocument) -> None:
+        import tomlkit
+
         aot = tomlkit.aot()
         for old in doc.get("rpm", []):  # other targets' pins stay
             if str(old.get("target") or default) != name:

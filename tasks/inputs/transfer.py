@@ -31,15 +31,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 from urllib.request import url2pathname
-
-import requests
 
 from tasks.errors import CompatError, DownloadError, HashMismatch, SizeError
 from tasks.inputs import http
 from tasks.inputs.lockfile import DOWNLOAD_MAX, Resource
 from tasks.store import Store
+
+if TYPE_CHECKING:
+    import requests
 
 CHUNK = http.CHUNK
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes when known)

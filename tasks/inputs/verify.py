@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import gnupg
-
 from tasks.atomic import write_atomic
 from tasks.errors import CompatError, HashMismatch, NotDownloaded, OutputError, SignatureError, ToolError
 from tasks.inputs.lockfile import Artifact, Key, Lockfile, url_basename
@@ -86,6 +84,8 @@ def check_signature(signature: Path, data: Path, key_files: Sequence[Path],
 
     ``what`` names the artifact and signature file in errors; ``keys_label`` the key file(s).
     """
+    import gnupg
+
     home = tempfile.mkdtemp(prefix="cbv", dir="/tmp")  # short: gpg socket paths are limited
     try:
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tasks import pipeline
+from tasks.backends import zig as zig_backend
 from tasks.backends import zigtools
 from tasks.backends.outputs import RECORD, last_build
 from tasks.builder.docker_client import Docker, connect
@@ -225,6 +226,19 @@ def test_the_pinned_zig_is_used_not_a_python_ziglang(centos7: lockfile.Lockfile,
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     pipeline.build(None, centos7, zig_settings, CRATES["hello"], out=tmp_path / "out", log=quiet, on_line=quiet)
     assert not marker.exists()
+
+
+def test_cargo_zigbuild_is_told_the_rustc_version_it_would_ask_for(tmp_path: Path) -> None:
+    """CARGO_ZIGBUILD_RUSTC_VERSION saves cargo-zigbuild's probes a `rustc -vV` each: it must be
+    the `release:` that rustc says, and nothing when rustc cannot say (cargo-zigbuild then asks itself)."""
+    said = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    [release] = [line.split(":", 1)[1].strip() for line in said.splitlines() if line.startswith("release:")]
+    assert zig_backend.rustc_release(dict(os.environ), tmp_path) == release
+    broken = tmp_path / "rustc"
+    broken.write_text("#!/bin/sh\necho 'error: no toolchain' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    assert zig_backend.rustc_release({**os.environ, "RUSTC": str(broken)}) is None
+    assert zig_backend.rustc_release({**os.environ, "RUSTC": str(tmp_path / "absent")}) is None
 
 
 def test_zig_knows_the_glibcs_it_can_target(centos7: lockfile.Lockfile, zig_settings: Settings) -> None:

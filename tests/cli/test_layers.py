@@ -10,7 +10,7 @@ import sys
 from tasks.settings import PROJECT_ROOT
 
 # What a task may use: the one composer, its words, settings and errors, and its own helpers.
-ALLOWED = {"tasks.pipeline", "tasks.present", "tasks.settings", "tasks.errors"}
+ALLOWED = {"tasks.pipeline", "tasks.present", "tasks.settings", "tasks.errors", "tasks.memo"}
 HEAVY = ["docker", "requests", "urllib3", "elftools", "tomlkit", "rich", "gnupg", "rpmfile", "filelock"]
 
 
@@ -50,6 +50,21 @@ def test_loading_the_collection_imports_no_heavy_library() -> None:
              "assert hasattr(m, 'release'); "
              f"print(json.dumps(sorted(n for n in {HEAVY!r} if n in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", probe, str(PROJECT_ROOT)], capture_output=True, text=True,
+                         check=True, timeout=60, cwd=PROJECT_ROOT).stdout
+    assert json.loads(out) == []
+
+
+# Each imports its heavy library inside the function that needs it, so a no-op run stays cheap.
+LIGHT_AT_IMPORT = ["tasks.backends.outputs", "tasks.elf.audit", "tasks.elf.fixup", "tasks.dlopen.smoke",
+                   "tasks.inputs.download", "tasks.inputs.verify", "tasks.store", "tasks.atomic",
+                   "tasks.builder.docker_client", "tasks.builder.stages", "tasks.backends.docker"]
+
+
+def test_importing_the_library_modules_imports_no_heavy_library() -> None:
+    probe = ("import importlib, json, sys; "
+             f"[importlib.import_module(m) for m in {LIGHT_AT_IMPORT!r}]; "
+             f"print(json.dumps(sorted(n for n in {HEAVY!r} if n in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60, cwd=PROJECT_ROOT).stdout
     assert json.loads(out) == []
 
