@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tasks.settings import PROJECT_ROOT
+from tasks.store import identity
 
 VERSION = 1
 # An input whose ctime is this close to the run's start may have changed after the run read it:
@@ -151,8 +152,7 @@ def _identities(paths: Iterable[str | Path]) -> dict[str, list[int] | None] | No
     found: dict[str, list[int] | None] = {}
     for p in paths:
         try:
-            st = os.lstat(p)
-            found[str(p)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+            found[str(p)] = identity(os.lstat(p))
         except FileNotFoundError:
             found[str(p)] = None
         except OSError:
@@ -162,13 +162,8 @@ def _identities(paths: Iterable[str | Path]) -> dict[str, list[int] | None] | No
 
 def code_files() -> list[Path]:
     """compatbuild's own code and stage folders: a changed rule or Dockerfile is a changed answer."""
-    found = [PROJECT_ROOT / "tasks.py"]
-    for top in (PROJECT_ROOT / "tasks", PROJECT_ROOT / "docker"):
-        for here, dirs, files in os.walk(top):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-            found.append(Path(here))
-            found += [Path(here, f) for f in sorted(files) if not f.endswith((".pyc", ".pyo"))]
-    return found
+    return [PROJECT_ROOT / "tasks.py", *tree([PROJECT_ROOT / "tasks", PROJECT_ROOT / "docker"],
+                                            lambda here, files: os.path.basename(here) == "__pycache__")]
 
 
 def tree(folders: Iterable[Path], skip: Callable[[str, list[str]], bool] = lambda here, files: False) -> list[Path]:
