@@ -228,8 +228,7 @@ def build_watch(settings: Settings, lock: Lockfile, result: BuildResult) -> memo
     they read (``rerun-if-changed`` paths and ``rerun-if-env-changed`` variables)."""
     info = result.crate
     sources = find_sources(info)
-    skip = {str(settings.cache), str(result.out_dir.parent)}
-    inputs = [lock.path, *memo.tree(sources.mounts(), lambda here, files: "CACHEDIR.TAG" in files or here in skip)]
+    inputs = [lock.path, *uptodate.source_paths(sources.mounts(), exclude=(settings.cache, result.out_dir.parent))]
     outputs = [*result.libraries, result.out_dir / RECORD, result.out_dir / MARKER, result.out_dir.parent / MARKER]
     if settings.backend != "zig":
         outputs.append(target_dir(settings, lock, info) / uptodate.STAMP)

@@ -29,48 +29,50 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tasks.atomic import read_stamp, write_atomic
+from tasks.memo import tree
 from tasks.store import identity, sha256_file
 
 STAMP = ".compatbuild-build.json"
-SKIP_DIRS = (".git",)
 
 
 Table = dict[str, list[object]]  # path -> [size, mtime_ns, ctime_ns, inode, device, sha256]
 
 
+def source_paths(folders: Sequence[Path], *, exclude: Sequence[Path] = ()) -> list[Path]:
+    """Every folder and file under ``folders`` that is a build input: not cargo target dirs
+    (they hold a ``CACHEDIR.TAG``), not ``.git``, nothing under ``exclude``."""
+    skip = {str(p) for p in exclude}
+    return tree(folders, lambda here, files: "CACHEDIR.TAG" in files or here in skip)
+
+
 def listing(folders: Sequence[Path], *, exclude: Sequence[Path] = (), known: Mapping[str, object] | None = None
             ) -> tuple[str, Table]:
-    """A digest of (path, sha256) of every file under ``folders``, minus target dirs; and its table.
+    """A digest of (path, sha256) of every file under ``folders`` (:func:`source_paths`); and its table.
 
     A file whose stat matches its row in ``known`` (the last stamp's table) keeps that
     row's sha256 unread.
     """
     h = hashlib.sha256()
-    skip = {str(p) for p in exclude}
     known = known or {}
     table: Table = {}
-    for top in folders:
-        for here, dirs, files in os.walk(top):
-            if "CACHEDIR.TAG" in files and here != str(top):
-                dirs[:] = []  # a cargo target dir: outputs, not inputs
+    for entry in source_paths(folders, exclude=exclude):
+        path = str(entry)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
                 continue
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and os.path.join(here, d) not in skip)
-            for name in sorted(files):
-                path = os.path.join(here, name)
-                try:
-                    st = os.lstat(path)
-                    key: list[object] = list(identity(st))
-                    row = known.get(path)
-                    if isinstance(row, list) and len(row) == 6 and row[:5] == key and isinstance(row[5], str):
-                        digest = row[5]
-                    elif stat.S_ISLNK(st.st_mode):
-                        digest = "link:" + os.readlink(path)
-                    else:
-                        digest = sha256_file(Path(path))
-                except (FileNotFoundError, IsADirectoryError):
-                    continue
-                table[path] = [*key, digest]
-                h.update(f"{path}\0{digest}\n".encode())
+            key: list[object] = list(identity(st))
+            row = known.get(path)
+            if isinstance(row, list) and len(row) == 6 and row[:5] == key and isinstance(row[5], str):
+                digest = row[5]
+            elif stat.S_ISLNK(st.st_mode):
+                digest = "link:" + os.readlink(path)
+            else:
+                digest = sha256_file(Path(path))
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        table[path] = [*key, digest]
+        h.update(f"{path}\0{digest}\n".encode())
     return h.hexdigest(), table
 
 
