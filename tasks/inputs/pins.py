@@ -188,8 +188,13 @@ def _set(table: Table, key: str, value: str | int, *, after: str) -> None:
         if isinstance(old, Item):
             new.trivia.comment_ws, new.trivia.comment = old.trivia.comment_ws, old.trivia.comment
         table[key] = new
-    elif after in table:
-        # Appending would land after the comments that introduce the next table.
-        table.value._insert_after(after, key, new)
+    elif after in table:  # the keys after it taken out and put back after the new one: public API only
+        keys = list(table.keys())
+        tail = [(k, table.item(k)) for k in keys[keys.index(after) + 1:]]
+        for k, _ in tail:
+            table.remove(k)
+        table[key] = new
+        for k, item in tail:
+            table[k] = item
     else:
         table[key] = new
