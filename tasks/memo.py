@@ -25,9 +25,12 @@ What a record names, and how each is checked (every check a miss, never an error
   removed or renamed in it, so a new source file is seen without walking. An input changed
   after the run started is not recorded at all (the run may have read its older bytes).
 - **outputs** (the copied libraries, the records and stamps the run wrote): by identity too;
-- **environment variables**, by value (unset is a value; ``CARGO_*``: every one it begins);
-- **images**, tag → id, asked of a local daemon over its socket (:func:`image_id`); a remote
-  or silent daemon is a miss, and the whole run then talks to it through the Docker SDK.
+- **environment variables**, by value (unset is a value; ``CARGO_*``: every one it begins,
+  ``*`` all of them), kept as a sha256, so no variable's value (a token) is written to the cache;
+- **images**, tag → id, asked of a local daemon over its socket
+  (:func:`tasks.builder.engine.image_id`: the Docker SDK would cost more to import than a
+  whole replayed run); a remote or silent daemon is a miss, and the whole run then talks
+  to it through the Docker SDK.
 
 The key is the task's name and every argument and setting it resolved; the record lives
 under ``<cache>/memo/`` and is written atomically, so a half-written one is never read.
@@ -46,10 +49,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tasks.builder.engine import image_id
 from tasks.settings import PROJECT_ROOT
 from tasks.store import identity
 
-VERSION = 1
+VERSION = 2  # 2: environment variables kept as digests
 # An input whose ctime is this close to the run's start may have changed after the run read it:
 # the kernel stamps ctimes from a clock that lags time.time_ns() by up to a tick.
 RACY_NS = 20_000_000
@@ -106,7 +110,7 @@ class Run:
         if outputs is None or any(v is None for v in images.values()):
             return
         record = {"inputs": inputs, "outputs": outputs, "images": images,
-                  "env": {name: env_value(name) for name in watch.env},
+                  "env": {name: env_digest(name) for name in watch.env},
                   "lines": self.lines, "value": base64.b64encode(pickle.dumps(value)).decode()}
         from tasks.atomic import write_atomic
 
@@ -122,7 +126,7 @@ def replay(run: Run) -> Hit | None:
         record = json.loads(run.path.read_bytes())
         if (_identities(record["inputs"]) != record["inputs"]
                 or _identities(record["outputs"]) != record["outputs"]
-                or any(env_value(k) != v for k, v in record["env"].items())
+                or any(env_digest(k) != v for k, v in record["env"].items())
                 or any(image_id(tag) != i for tag, i in record["images"].items())):
             return None
         value = pickle.loads(base64.b64decode(record["value"]))  # noqa: S301 - our own cache's bytes
@@ -145,6 +149,11 @@ def env_value(name: str) -> str | None:
         return os.environ.get(name)
     prefix = name[:-1]
     return json.dumps(sorted((k, v) for k, v in os.environ.items() if k.startswith(prefix)))
+
+
+def env_digest(name: str) -> str:
+    """The sha256 of :func:`env_value` (of its JSON: unset and empty differ)."""
+    return hashlib.sha256(json.dumps(env_value(name)).encode()).hexdigest()
 
 
 def _identities(paths: Iterable[str | Path]) -> dict[str, list[int] | None] | None:
@@ -179,41 +188,3 @@ def tree(folders: Iterable[Path], skip: Callable[[str, list[str]], bool] = lambd
             found.append(Path(here))
             found += [Path(here, f) for f in sorted(files)]
     return found
-
-
-# ----------------------------------------------------------------------------- the daemon, asked once
-
-SOCKET_TIMEOUT = 2.0  # seconds: a daemon that does not answer a local image lookup in 2 s is a miss
-
-
-def image_id(tag: str) -> str | None:
-    """The id of image ``tag`` on the local daemon, or None (no such image, a remote daemon, no answer).
-
-    One ``GET /images/<tag>/json`` over the daemon's unix socket with the standard library:
-    the Docker SDK would cost more to import than a whole replayed run. ``DOCKER_HOST`` other
-    than ``unix://`` (and ``DOCKER_CONTEXT``) is not asked here: the run then goes the whole way.
-    """
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://") or os.environ.get("DOCKER_CONTEXT"):
-        return None
-    import socket
-    from urllib.parse import quote
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(SOCKET_TIMEOUT)
-            sock.connect(host[len("unix://"):])
-            sock.sendall(f"GET /images/{quote(tag, safe='')}/json HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-            data = b""
-            deadline = time.monotonic() + SOCKET_TIMEOUT
-            while chunk := sock.recv(65536):
-                data += chunk
-                if time.monotonic() > deadline:
-                    return None
-        head, _, body = data.partition(b"\r\n\r\n")
-        if not head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")):
-            return None
-        found = json.loads(body).get("Id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return found if isinstance(found, str) else None

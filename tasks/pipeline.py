@@ -27,8 +27,9 @@ from pathlib import Path
 from tasks import memo
 from tasks.atomic import write_atomic
 from tasks.backends import docker as docker_backend
-from tasks.backends import uptodate, zigtools
+from tasks.backends import fetch, uptodate, zigtools
 from tasks.backends import zig as zig_backend
+from tasks.backends.headstart import HeadStart
 from tasks.backends.outputs import (
     MARKER,
     RECORD,
@@ -185,7 +186,8 @@ def check_new_pins(lock: Lockfile, key: Key, settings: Settings, pins: Sequence[
 
 def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *, release: bool = True,
           features: str = "", extra_args: Sequence[str] = (), out: Path | None = None,
-          fix_weak: bool = True, log: Log = print, on_line: Log = print) -> BuildResult:
+          fix_weak: bool = True, log: Log = print, on_line: Log = print,
+          early: HeadStart | None = None) -> BuildResult:
     """``crate``'s cdylibs built for the target into ``<out>/<target name>/`` and audited.
 
     By ``settings.backend``: docker (``dk`` required): the builder image, then cargo in it
@@ -194,19 +196,22 @@ def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *,
     (:mod:`tasks.backends.zig`). ``out`` defaults to ``settings.out``; cargo's output goes to
     ``on_line``, progress to ``log``; ``fix_weak`` runs the weak-version fix-up on each
     library. The result carries each library's audit (:func:`audit`); nothing is raised for
-    a violation here, :func:`tasks.elf.report.raise_on_violation` does that.
+    a violation here, :func:`tasks.elf.report.raise_on_violation` does that. ``early``: this
+    build's head start (:mod:`tasks.backends.headstart`), for the docker backend to take.
     """
     opts = BuildOptions(release=release, features=features, extra_args=tuple(extra_args), out=out,
                         fix_weak=fix_weak)
     if settings.backend == "zig":
         inputs_ready(lock, settings, zigtools.ARTIFACTS, log)
         tools = zigtools.install(lock, Store(settings.cache), settings.cache, log=log)
-        result = zig_backend.build_crate(lock, settings, crate, opts, tools=tools, log=log, on_line=on_line)
+        result = zig_backend.build_crate(lock, settings, crate, opts, tools=tools, log=log, on_line=on_line,
+                                         early=early.process() if early else None)
     else:
         if dk is None:
             raise DockerError("the docker backend needs the Docker daemon; `--backend zig` builds without it")
         tag = image(dk, lock, settings, "builder", log=log, on_line=on_line)
-        result = docker_backend.build_crate(dk, lock, settings, crate, opts, image=tag, log=log, on_line=on_line)
+        result = docker_backend.build_crate(dk, lock, settings, crate, opts, image=tag, log=log, on_line=on_line,
+                                            early=early.exec() if early else None)
     return dataclasses.replace(result, audits=tuple(audit(result.libraries, lock, fixups=result.fixups)))
 
 
@@ -222,10 +227,7 @@ ZIG_ENV = ("PATH", "HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WR
 def build_watch(settings: Settings, lock: Lockfile, result: BuildResult) -> memo.Watch:
     """What a build's result depends on, for its memo (:mod:`tasks.memo`): the lockfile, every
     file and folder of the crate's sources (as :mod:`tasks.backends.uptodate` lists them), the
-    libraries and records it wrote; for docker the builder image; for zig the toolchain the build
-    ran (``BuildResult.toolchain``: the pinned tools, rustc, cargo, the target's std), rustup's
-    settings and overrides, cargo config files above the crate, and what the build scripts said
-    they read (``rerun-if-changed`` paths and ``rerun-if-env-changed`` variables)."""
+    libraries and records it wrote; for docker the builder image; for zig what :func:`_zig_grounds` says."""
     info = result.crate
     sources = find_sources(info)
     inputs = [lock.path, *uptodate.source_paths(sources.mounts(), exclude=(settings.cache, result.out_dir.parent))]
@@ -233,14 +235,39 @@ def build_watch(settings: Settings, lock: Lockfile, result: BuildResult) -> memo
     if settings.backend != "zig":
         outputs.append(target_dir(settings, lock, info) / uptodate.STAMP)
         return memo.Watch(tuple(inputs), tuple(outputs), DOCKER_ENV, (result.image_tag,))
+    files, names = _zig_grounds(settings, lock, result)
+    return memo.Watch(tuple(inputs + files), tuple(outputs), (*ZIG_ENV, *names))
+
+
+def plan_watch(settings: Settings, lock: Lockfile, result: BuildResult) -> memo.Watch:
+    """What a build's plan (:mod:`tasks.backends.headstart`) was worked out from, beyond the
+    settings and arguments that key it: the lockfile, the crate's manifests, Cargo.lock and cargo
+    config (:class:`tasks.backends.sources.Sources`); for docker the fetch stamp, the daemon and the
+    builder image; for zig what :func:`_zig_grounds` says, and every environment variable (its plan
+    runs in this process's environment)."""
+    sources = find_sources(result.crate)
+    inputs = (lock.path, *sources.manifests, sources.workspace / "Cargo.lock")
+    if settings.backend == "zig":
+        files, _ = _zig_grounds(settings, lock, result)
+        return memo.Watch((*inputs, *files), (), ("*",))
+    stamp = fetch.stamp_path(cargo_home(settings), result.image_tag, sources)
+    return memo.Watch((*inputs, stamp), (), DOCKER_ENV, (result.image_tag,))
+
+
+def _zig_grounds(settings: Settings, lock: Lockfile, result: BuildResult) -> tuple[list[Path], list[str]]:
+    """What a zig build depends on beyond its sources: the toolchain it ran (``BuildResult.toolchain``:
+    the pinned tools, rustc, cargo, the target's std), rustup's settings and overrides, cargo config
+    files above the crate, and what the build scripts said they read (``rerun-if-changed`` paths;
+    the names of their ``rerun-if-env-changed`` variables, second)."""
+    info = result.crate
     rustup = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
-    inputs += [*result.toolchain, rustup / "settings.toml", cargo_home(settings) / "config.toml",
-               cargo_home(settings) / "config"]
+    files = [*result.toolchain, rustup / "settings.toml", cargo_home(settings) / "config.toml",
+             cargo_home(settings) / "config"]
     for folder in (info.root, *info.root.parents):  # rustup's overrides and cargo's config, upward
-        inputs += [folder / "rust-toolchain", folder / "rust-toolchain.toml",
-                   folder / ".cargo" / "config", folder / ".cargo" / "config.toml"]
+        files += [folder / "rust-toolchain", folder / "rust-toolchain.toml",
+                  folder / ".cargo" / "config", folder / ".cargo" / "config.toml"]
     said, names = zig_backend.build_script_reads(zig_backend.zig_target_dir(settings, lock, info))
-    return memo.Watch(tuple(inputs + said), tuple(outputs), (*ZIG_ENV, *names))
+    return files + said, names
 
 
 def audit(libraries: Sequence[Path], lock: Lockfile, *, fixups: Sequence[FixupReport] = (),
@@ -348,12 +375,12 @@ def connect(settings: Settings) -> Docker:
 
 def build_run(settings: Settings, crate: Path | None, *, release: bool = True, features: str = "",
               extra_args: Sequence[str] = (), fix_weak: bool = True, log: Log = print,
-              on_line: Log = print) -> BuildResult:
+              on_line: Log = print, early: HeadStart | None = None) -> BuildResult:
     """`invoke build`: the crate (default: the bundled example) built by the settings' backend and audited."""
     lock = load_lock(settings)
     dk = connect(settings) if settings.backend == "docker" else None
     return build(dk, lock, settings, Path(crate or EXAMPLE_CRATE), release=release, features=features,
-                 extra_args=extra_args, fix_weak=fix_weak, log=log, on_line=on_line)
+                 extra_args=extra_args, fix_weak=fix_weak, log=log, on_line=on_line, early=early)
 
 
 def audit_run(settings: Settings, paths: Sequence[Path], *, glibc: str = "", fix: bool = False,

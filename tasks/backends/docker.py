@@ -18,13 +18,16 @@ cargo (:mod:`tasks.backends.fetch`). cargo's human output (stderr) streams live;
 messages (stdout) name the artifacts. On a local daemon cargo runs by ``docker exec`` in a
 warm container kept per (image, mounts, user) for ``compatbuild.warm_idle`` seconds
 (:meth:`tasks.builder.docker_client.Docker.run_warm`; ``--no-warm``: a new container each
-time), which saves the container's start (0.65 s against 0.12 s here). When none of the build container's inputs changed
+time), which saves the container's start (0.65 s against 0.12 s here); a warm build's
+plan lets the next one start cargo before the pipeline has worked it out again
+(:mod:`tasks.backends.headstart`). When none of the build container's inputs changed
 since the last build and its copies are intact (:mod:`tasks.backends.uptodate`), no
 container runs and nothing is said.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -33,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from tasks.backends import cross, uptodate
 from tasks.backends.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.backends.fetch import cargo_error, ensure_fetched
+from tasks.backends.headstart import Plan
 from tasks.backends.outputs import (
     BuildOptions,
     BuildResult,
@@ -42,11 +46,13 @@ from tasks.backends.outputs import (
     copy_out,
     finish,
     output_dir,
+    preload,
     target_dir,
 )
 from tasks.backends.sources import Sources, find_sources
 from tasks.builder.docker_client import Docker
-from tasks.builder.transport import Bind, Mount, Warm, for_daemon
+from tasks.builder.engine import Started
+from tasks.builder.transport import Bind, Mount, Warm, binds, for_daemon
 from tasks.errors import CargoError, CrateError
 from tasks.inputs.lockfile import Lockfile
 from tasks.settings import Settings
@@ -59,12 +65,14 @@ Log = Callable[[str], None]
 
 
 def build_crate(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, opts: BuildOptions, *,
-                image: str, log: Log = print, on_line: Log = print) -> BuildResult:
+                image: str, log: Log = print, on_line: Log = print, early: Started | None = None) -> BuildResult:
     """Build ``crate``'s cdylibs in the builder ``image`` (a tag; it must exist).
 
     The libraries are copied into ``<out>/<target name>/`` and recorded there in
     last-build.json (:func:`tasks.backends.outputs.finish`, which also runs the weak-version
-    fix-up when ``opts.fix_weak``). Raises CrateError (not a cdylib crate, unusable path),
+    fix-up when ``opts.fix_weak``). A warm build's result carries its plan, for the next
+    build's head start; ``early`` is this build's, taken if it is the exec this build runs
+    (:mod:`tasks.backends.headstart`). Raises CrateError (not a cdylib crate, unusable path),
     CargoError (fetch or build failed), OutputError, FixupError.
     """
     started = time.monotonic()
@@ -80,19 +88,21 @@ def build_crate(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, opt
                    user=user, on_line=on_line)
 
     cmd = ["cargo", "build", "--offline", *cross.cargo_target(lock), *cargo_flags(info, opts)]
+    env = {"CARGO_TERM_COLOR": "never", **cross.environment(lock)}
     outputs_root = opts.out_root(settings)  # every target's copies
     out_dir = output_dir(outputs_root, lock)
-    inputs, files = uptodate.material(image, cmd, sources.mounts(), out_dir, exclude=(outputs_root, settings.cache),
-                                      target=target)
-    inputs["fix_weak"] = opts.fix_weak
+    check = uptodate.Check(image, tuple(cmd), sources.mounts(), out_dir, (outputs_root, settings.cache), target,
+                           opts.fix_weak)
+    inputs, files = uptodate.material(check)
     libraries = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
     fresh = libraries is None
     touched = not fresh and files != uptodate.known_files(target)  # same bytes, new stat: keep the new table
+    slot = digest_of({"workspace": str(info.root), "target": lock.target.name})
+    warm = Warm(slot, settings.warm_idle) if settings.warm_idle > 0 else None
     if libraries is None:
-        warm = Warm(digest_of({"workspace": str(info.root), "target": lock.target.name}), settings.warm_idle)
         libraries = _cargo_build(tp, image, info, cmd, target, out_dir, log=log, on_line=on_line,
-                                 mounts=mounts, workdir=workdir, user=user, lock=lock,
-                                 warm=warm if settings.warm_idle > 0 else None)
+                                 mounts=mounts, workdir=workdir, user=user, env=env, lock=lock,
+                                 warm=warm, early=early)
     # on a fresh copy the fix-up edits it; on a stamped one it only reads (nothing left to change)
     result = finish(libraries, info, lock, out_dir, opts, image=image, started=started)
     if fresh or touched:
@@ -100,12 +110,13 @@ def build_crate(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, opt
     if fresh:
         for p in libraries:
             log(f"Built {p}")
-    return result
+    plan = None if warm is None or tp.remote else Plan(check, image, tuple(cmd), binds(mounts), user, workdir, env)
+    return dataclasses.replace(result, plan=plan)
 
 
 def _cargo_build(tp: Bind, image: str, info: CrateInfo, cmd: list[str], target: Path, out_dir: Path,
-                 *, log: Log, on_line: Log, mounts: list[Mount], workdir: str, user: str,
-                 lock: Lockfile, warm: Warm | None) -> tuple[Path, ...]:
+                 *, log: Log, on_line: Log, mounts: list[Mount], workdir: str, user: str, env: dict[str, str],
+                 lock: Lockfile, warm: Warm | None, early: Started | None) -> tuple[Path, ...]:
     """Run cargo in the build container (no network); copy the cdylibs it names into ``out_dir``.
 
     With ``warm`` (a local daemon), by ``docker exec`` in the container kept for this crate
@@ -118,9 +129,10 @@ def _cargo_build(tp: Bind, image: str, info: CrateInfo, cmd: list[str], target: 
     def outputs(stdout: str) -> list[tuple[str, Path]]:
         return [("/target/" + p.relative_to(target).as_posix(), p) for p in _cdylibs(stdout, target)]
 
+    preload()
     status, stdout, stderr = tp.run_split(
         image, cmd, mounts, bring_back=outputs, on_stderr=on_line, user=user, working_dir=workdir,
-        environment={"CARGO_TERM_COLOR": "never", **cross.environment(lock)}, network_disabled=True, warm=warm,
+        environment=env, network_disabled=True, warm=warm, early=early,
     )
     if status != 0:
         raise cross.cross_error(info.name, lock, stderr) or CargoError(

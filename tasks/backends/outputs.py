@@ -32,7 +32,8 @@ from tasks.elf.audit import LibraryAudit
 from tasks.elf.fixup import FixupReport, fix_weak_needs
 from tasks.errors import OutputError
 
-if TYPE_CHECKING:  # annotations only: a replayed result (tasks/memo.py) loads neither
+if TYPE_CHECKING:  # annotations only: a replayed result (tasks/memo.py) loads none of them
+    from tasks.backends.headstart import Plan, ProcessPlan
     from tasks.inputs.lockfile import Lockfile
     from tasks.settings import Settings
 
@@ -67,6 +68,7 @@ class BuildResult:
     fixups: tuple[FixupReport, ...] = ()  # the weak-version fix-up of each library, when on
     audits: tuple[LibraryAudit, ...] = ()  # each library judged against the target (the pipeline's audit)
     toolchain: tuple[Path, ...] = ()  # host files the build ran (zig: the tools, rustc, cargo, the std)
+    plan: Plan | ProcessPlan | None = None  # what it ran, for the next build's head start (headstart.py)
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,27 @@ def cdylib_files(stdout: str) -> list[PurePosixPath]:
             if path.suffix == ".so" and path not in found:
                 found.append(path)
     return found
+
+
+# What finishing a build imports after cargo ends (the output folder's lock, the fix-up's and the
+# audit's pyelftools): loaded by :func:`preload` while cargo runs, when this process only waits.
+FINISH_IMPORTS = ("filelock", "elftools.common.exceptions", "elftools.common.utils", "elftools.elf.elffile",
+                  "elftools.elf.dynamic", "elftools.elf.gnuversions", "elftools.elf.sections")
+
+
+def preload() -> None:
+    """Import :data:`FINISH_IMPORTS` in a thread; each backend calls it as it starts waiting for cargo."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in FINISH_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                return  # the step that needs it says so, in its own words
+
+    threading.Thread(target=load, name="compatbuild-preload", daemon=True).start()
 
 
 def copy_out(lib: Path, out_dir: Path) -> Path:

@@ -27,6 +27,7 @@ import os
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from tasks.atomic import read_stamp, write_atomic
 from tasks.memo import tree
@@ -83,14 +84,28 @@ def known_files(target: Path) -> dict[str, object]:
     return files if isinstance(files, dict) else {}
 
 
-def material(image: str, command: Sequence[str], folders: Sequence[Path], out_dir: Path,
-             *, exclude: Sequence[Path] = (), target: Path | None = None) -> tuple[dict[str, object], Table]:
+class Check(NamedTuple):
+    """What decides whether one build would change nothing: the build container's image and
+    command, its source folders (less ``exclude``), where its copies go and whether they are
+    fixed up, and its target dir (which holds the stamp)."""
+
+    image: str
+    command: tuple[str, ...]
+    folders: tuple[Path, ...]
+    out_dir: Path
+    exclude: tuple[Path, ...]
+    target: Path
+    fix_weak: bool
+
+
+def material(check: Check) -> tuple[dict[str, object], Table]:
     """Everything the build container's result depends on, and where its copies go; and the file table.
 
-    ``target`` (the build's target dir) holds the last stamp, whose table spares re-hashing.
+    The last stamp's table (in the target dir) spares re-hashing.
     """
-    digest, table = listing(folders, exclude=exclude, known=known_files(target) if target else None)
-    return {"image": image, "command": list(command), "out": str(out_dir), "sources": digest}, table
+    digest, table = listing(check.folders, exclude=check.exclude, known=known_files(check.target))
+    return {"image": check.image, "command": list(check.command), "out": str(check.out_dir), "sources": digest,
+            "fix_weak": check.fix_weak}, table
 
 
 def fresh_outputs(target: Path, wanted: dict[str, object]) -> tuple[Path, ...] | None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from tasks import arches
 from tasks.backends.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.backends.fetch import cargo_error
+from tasks.backends.headstart import ProcessPlan
 from tasks.backends.outputs import (
     BuildOptions,
     BuildResult,
@@ -40,12 +41,13 @@ from tasks.backends.outputs import (
     copy_out,
     finish,
     output_dir,
+    preload,
     target_dir,
 )
 from tasks.backends.zigtools import ZigTools
 from tasks.errors import CargoError, CrateError, RustStdError, ToolError
 from tasks.inputs.lockfile import Lockfile
-from tasks.proc import last_line, stream
+from tasks.proc import Running, last_line, start
 from tasks.proc import run as proc_run
 from tasks.settings import Settings
 
@@ -126,8 +128,12 @@ def check_rust_std(env: Mapping[str, str], triple: str = TRIPLE, cwd: Path | Non
 
 
 def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOptions, *, tools: ZigTools,
-                log: Log = print, on_line: Log = print) -> BuildResult:
+                log: Log = print, on_line: Log = print, early: Running | None = None) -> BuildResult:
     """Build ``crate``'s cdylibs with cargo-zigbuild for the lockfile target's glibc.
+
+    The result carries the plan of the cargo-zigbuild run, for the next build's head start;
+    ``early`` is this build's (:mod:`tasks.backends.headstart`), taken when it is the very run
+    this build arrives at (same arguments, folder and environment), else stopped first.
 
     Raises ZigTargetError (a glibc the pinned zig cannot target), RustStdError (no std for
     the triple), CrateError, CargoError (cargo failed), OutputError, FixupError.
@@ -154,8 +160,13 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
     cmd = [str(tools.cargo_zigbuild), "zigbuild", "--target", f"{triple}.{glibc}", "--target-dir", str(tdir),
            *cargo_flags(info, opts)]
     log(f"Building {info.name} with zig for {triple} glibc {glibc} ({tools.versions})")
-    status, stdout, stderr = stream(cmd, what=f"building {info.name} with zig", timeout=BUILD_DEADLINE,
-                                    on_stderr=on_line, cwd=info.root, env=env)
+    what = f"building {info.name} with zig"
+    preload()
+    if early is not None and (early.argv, early.cwd, early.env) != (tuple(cmd), info.root, env):
+        early.kill()  # started from a plan this build did not arrive at: its output is not this build's
+        early = None
+    running = early or start(cmd, what=what, timeout=BUILD_DEADLINE, cwd=info.root, env=env)
+    status, stdout, stderr = running.finish(on_line)
     if status != 0:
         raise CargoError(f"cargo-zigbuild build of {info.name} failed: {cargo_error(stderr, status)}")
     built = [Path(p) for p in cdylib_files(stdout)]
@@ -169,7 +180,8 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
         log(f"Built {p}")
     sysroot = std.parents[3]  # <sysroot>/lib/rustlib/<triple>/lib
     return dataclasses.replace(result, toolchain=(tools.zig, tools.cargo_zigbuild, sysroot / "bin" / "rustc",
-                                                  sysroot / "bin" / "cargo", std))
+                                                  sysroot / "bin" / "cargo", std),
+                               plan=ProcessPlan.of(cmd, info.root, env, timeout=BUILD_DEADLINE, what=what))
 
 
 def zig_target_dir(settings: Settings, lock: Lockfile, info: CrateInfo) -> Path:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from tasks.builder.engine import Exec, Started
 from tasks.errors import DockerError, RegistryError, StageBuildError, redact
 from tasks.store import digest_of
 
@@ -421,6 +422,7 @@ class Docker:
         environment: Mapping[str, str] | None = None,
         network_disabled: bool = True,
         on_stderr: Callable[[str], None] | None = None,
+        early: Started | None = None,
     ) -> tuple[int, str, str]:
         """``command`` by ``docker exec`` in the warm container for (``image``'s id, ``volumes``,
         ``user``, network); (status, stdout, stderr), stderr lines streamed live.
@@ -430,24 +432,34 @@ class Docker:
         :data:`WATCHDOG`). Another warm container of the same ``slot`` (crate workspace and
         target) whose key differs (a new image, other mounts) is stopped. An exec that finds
         its container gone (it just idled out) starts a new one, once.
+
+        ``early``, an exec a head start made (:mod:`tasks.backends.headstart`): when it is this
+        very exec, its output is taken (what it held back first) instead of running it again;
+        any other is let finish, unread, before this one runs (cargo would wait for it anyway).
         """
         found = self.image(image)
         if found is None:
             raise DockerError(f"docker: image {image} not found")
-        key = _warm_key(str(found.id), volumes, user, network_disabled)
+        key, spec = warm_exec(str(found.id), command, volumes=volumes, user=user, working_dir=working_dir,
+                              environment=environment, network_disabled=network_disabled)
         for attempt in (1, 2):
-            c = self._warm(image, key=key, slot=slot, idle=idle, user=user, volumes=volumes,
-                           network_disabled=network_disabled)
+            c = self._warm(image, key=key, name=spec.container, slot=slot, idle=idle, user=user,
+                           volumes=volumes, network_disabled=network_disabled)
             try:
-                return self._exec_split(c, [*BUSY_WRAPPER, *command], user=user, working_dir=working_dir,
-                                        environment=environment, on_stderr=on_stderr)
+                if early is not None:
+                    started, early = early, None
+                    if started.spec == spec:
+                        return _finished(c, started, on_stderr)
+                    for _ in started.chunks():
+                        pass  # another command than this build's: it ends before ours starts
+                return self._exec_split(c, spec, on_stderr=on_stderr)
             except _Gone:
                 if attempt == 2:
                     raise DockerError(f"docker: the warm container of {image} stopped twice during a run; "
                                       "build with --no-warm") from None
         raise AssertionError("unreachable")
 
-    def _warm(self, image: str, *, key: str, slot: str, idle: int, user: str,
+    def _warm(self, image: str, *, key: str, name: str, slot: str, idle: int, user: str,
               volumes: Mapping[str, Mapping[str, str]], network_disabled: bool) -> Container:
         """The running warm container named by ``key``: found, or made and started.
 
@@ -457,7 +469,6 @@ class Docker:
         """
         import docker.errors
 
-        name = f"compatbuild-warm-{key[:24]}"
         try:
             for other in self.client.containers.list(filters={"label": [f"{WARM_LABEL}.slot={slot}"]}):
                 if (other.labels or {}).get(WARM_LABEL) != key:
@@ -500,15 +511,14 @@ class Docker:
         except docker.errors.APIError as exc:
             raise DockerError(f"docker: cannot start a warm container of {image}: {_why(exc)}") from None
 
-    def _exec_split(self, c: Container, command: Sequence[str], *, user: str, working_dir: str,
-                    environment: Mapping[str, str] | None,
+    def _exec_split(self, c: Container, spec: Exec, *,
                     on_stderr: Callable[[str], None] | None) -> tuple[int, str, str]:
         import docker.errors
 
         api = self.client.api
         try:
-            exec_id = api.exec_create(c.id, list(command), stdout=True, stderr=True, user=user,
-                                      workdir=working_dir, environment=dict(environment or {}))["Id"]
+            exec_id = api.exec_create(c.id, list(spec.command), stdout=True, stderr=True, user=spec.user,
+                                      workdir=spec.working_dir, environment=dict(spec.environment))["Id"]
             out: list[bytes] = []
 
             def stderr_of(pairs: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[bytes]:
@@ -526,9 +536,27 @@ class Docker:
             if exc.status_code == 409:  # "container is not running": it idled out just now
                 raise _Gone() from None
             raise DockerError(f"docker: running in a warm container: {_why(exc)}") from None
-        if status is None or (status == 137 and not _running(c)):
-            raise _Gone()  # the container went away while the command ran
-        return int(status), b"".join(out).decode(errors="replace"), "\n".join(err)
+        return _exit(c, status, out, err)
+
+
+def warm_exec(image_id: str, command: Sequence[str], *, volumes: Mapping[str, Mapping[str, str]], user: str,
+              working_dir: str, environment: Mapping[str, str] | None, network_disabled: bool) -> tuple[str, Exec]:
+    """The warm container's key for (image id, mounts, user, network), and the exec of ``command`` in it."""
+    key = _warm_key(image_id, volumes, user, network_disabled)
+    return key, Exec.of(f"compatbuild-warm-{key[:24]}", [*BUSY_WRAPPER, *command], user=user,
+                        working_dir=working_dir, environment=environment)
+
+
+def _finished(c: Container, started: Started, on_stderr: Callable[[str], None] | None) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of an exec a head start made, its stderr lines handed on as they come."""
+    err = _lines(started.chunks(), on_stderr)
+    return _exit(c, started.exit_code(), started.stdout, err)
+
+
+def _exit(c: Container, status: object, out: list[bytes], err: list[str]) -> tuple[int, str, str]:
+    if not isinstance(status, int) or (status == 137 and not _running(c)):
+        raise _Gone()  # the container went away while the command ran (or its stream broke)
+    return status, b"".join(out).decode(errors="replace"), "\n".join(err)
 
 
 WARM_LABEL = f"{LABEL_PREFIX}.warm"

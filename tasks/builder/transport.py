@@ -30,6 +30,8 @@ from tasks.errors import TransportError
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
+    from tasks.builder.engine import Started
+
 SKIP_DIRS = (".git",)
 VOLUME_PREFIX = "compatbuild-"
 BringBack = Callable[[str], Sequence[tuple[str, Path]]]  # stdout -> (path inside, host path)
@@ -66,20 +68,21 @@ class Bind:
         return ""
 
     def run_split(self, image: str, command: Sequence[str], mounts: Sequence[Mount], *,
-                  bring_back: BringBack | None = None, warm: Warm | None = None,
+                  bring_back: BringBack | None = None, warm: Warm | None = None, early: Started | None = None,
                   **kwargs: Any) -> tuple[int, str, str]:
         """``Docker.run_split`` with ``mounts``; ``bring_back`` is moot (the files are here).
 
         With ``warm``, by ``docker exec`` in the warm container for these mounts
-        (:meth:`tasks.builder.docker_client.Docker.run_warm`) instead of a new container.
+        (:meth:`tasks.builder.docker_client.Docker.run_warm`, which may take ``early``, a head
+        start's exec) instead of a new container.
         """
         if warm is not None:
-            return self.dk.run_warm(image, command, slot=warm.slot, idle=warm.idle, volumes=_binds(mounts),
-                                    **kwargs)
-        return self.dk.run_split(image, command, volumes=_binds(mounts), **kwargs)
+            return self.dk.run_warm(image, command, slot=warm.slot, idle=warm.idle, volumes=binds(mounts),
+                                    early=early, **kwargs)
+        return self.dk.run_split(image, command, volumes=binds(mounts), **kwargs)
 
     def run(self, image: str, command: Sequence[str], mounts: Sequence[Mount], **kwargs: Any) -> tuple[int, str]:
-        return self.dk.run(image, command, volumes=_binds(mounts), **kwargs)
+        return self.dk.run(image, command, volumes=binds(mounts), **kwargs)
 
 
 class Archive(Bind):
@@ -91,9 +94,9 @@ class Archive(Bind):
         return self.dk.daemon_id()
 
     def run_split(self, image: str, command: Sequence[str], mounts: Sequence[Mount], *,
-                  bring_back: BringBack | None = None, warm: Warm | None = None,
+                  bring_back: BringBack | None = None, warm: Warm | None = None, early: Started | None = None,
                   **kwargs: Any) -> tuple[int, str, str]:
-        """A one-shot container even when ``warm`` is asked: files travel in with each run."""
+        """A one-shot container even when ``warm`` is asked: files travel in with each run (no head start)."""
         volumes, archives = self._prepare(image, mounts, kwargs.get("user"))
 
         def collect(c: Container, stdout: str) -> None:
@@ -141,7 +144,8 @@ def volume_name(cache: str) -> str:
     return VOLUME_PREFIX + safe
 
 
-def _binds(mounts: Sequence[Mount]) -> dict[str, dict[str, str]]:
+def binds(mounts: Sequence[Mount]) -> dict[str, dict[str, str]]:
+    """The Docker SDK's ``volumes`` for ``mounts`` as bind mounts: host path -> where inside, and how."""
     return {str(m.host): {"bind": m.inside, "mode": "rw" if m.writable else "ro"} for m in mounts}
 
 

@@ -77,19 +77,29 @@ def build_(
         if out:
             s = dataclasses.replace(s, out=Path(out).resolve())
         extra = _split(cargo_args)
-        run = memo.Run(s.cache, "build", {"settings": _key(s), "crate": str(Path(crate).resolve()) if crate else "",
-                                          "release": not debug, "features": features, "cargo_args": extra,
-                                          "fix_weak": fix_weak, "json": json})
+        arguments = {"settings": _key(s), "crate": str(Path(crate).resolve()) if crate else "",
+                     "release": not debug, "features": features, "cargo_args": extra, "fix_weak": fix_weak}
+        run = memo.Run(s.cache, "build", {**arguments, "json": json})
         if (hit := memo.replay(run)) is not None:  # nothing changed since the recorded build
             return memo.play(hit)  # type: ignore[no-any-return]
         if not warm:
             s = dataclasses.replace(s, warm_idle=0)
+        from tasks.backends import headstart
+
+        plan_run = memo.Run(s.cache, "build-plan", arguments)  # what the build ran: the next one's head start
+        early = headstart.start(plan_run) if s.backend == "zig" or s.warm_idle > 0 else headstart.HeadStart()
         from tasks import pipeline, present
 
         say = run.say(2 if json else 1, keep=False)  # progress: a replay builds nothing, so says none of it
-        result = pipeline.build_run(s, Path(crate) if crate else None, log=say, on_line=say, release=not debug,
-                                    features=features, extra_args=extra, fix_weak=fix_weak)
+        try:
+            result = pipeline.build_run(s, Path(crate) if crate else None, log=say, on_line=say, release=not debug,
+                                        features=features, extra_args=extra, fix_weak=fix_weak, early=early)
+        finally:
+            early.close()
         lf = pipeline.load_lock(s)
+        if result.plan is not None:
+            headstart.save(plan_run, pipeline.plan_watch(s, lf, result), early, result.plan)
+            result = dataclasses.replace(result, plan=None)  # the next build's, not this build's answer
     out_line = run.say(1)
     if json:  # with "ok" and the violation in "error" before the one-line error and exit 10
         out_line(present.build_json(result, lf, s.backend))

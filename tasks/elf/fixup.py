@@ -125,7 +125,9 @@ def _references(elf: ELFFile) -> dict[int, list[tuple[str, bool]]]:
     return refs
 
 
-def _read(path: Path, stream: IO[bytes]) -> tuple[list[_Aux], dict[int, list[tuple[str, bool]]], bool]:
+def _read(path: Path, stream: IO[bytes], *, refs: bool = True
+          ) -> tuple[list[_Aux], dict[int, list[tuple[str, bool]]], bool]:
+    """The version needs of the library on ``stream``, and (with ``refs``) the symbols using each."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.gnuversions import GNUVerNeedSection
@@ -136,7 +138,7 @@ def _read(path: Path, stream: IO[bytes]) -> tuple[list[_Aux], dict[int, list[tup
         check_entry_sizes(elf)
         sections = [s for s in elf.iter_sections() if isinstance(s, GNUVerNeedSection)]
         needs = [aux for section in sections for aux in _walk_needs(elf, section)]
-        return needs, _references(elf), elf.little_endian
+        return needs, _references(elf) if refs else {}, elf.little_endian
     except (ELFError, ValueError, KeyError) as error:  # construct's errors are ValueErrors
         raise FixupError(f"{path}: cannot read its version needs: {error or type(error).__name__}") from error
 
@@ -177,7 +179,7 @@ def _verify(path: Path, tmp: Path, original: bytes, patched: dict[int, bytes],
     if bytes(clean) != original:
         raise FixupError(f"{path}: the patched copy differs beyond vna_flags; left the library as it was")
     with tmp.open("rb") as stream:
-        needs, _, _ = _read(path, stream)
+        needs, _, _ = _read(path, stream, refs=False)  # the needs only: the symbols did not change
     wanted = {(a.library, a.version) for a in to_patch}
     if not all(a.flags & VER_FLG_WEAK for a in needs if (a.library, a.version) in wanted):
         raise FixupError(f"{path}: re-reading the patched copy shows a need still hard; left it as it was")

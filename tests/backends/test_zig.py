@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import pipeline
+from tasks import memo, pipeline, proc
+from tasks.backends import headstart, zigtools
 from tasks.backends import zig as zig_backend
-from tasks.backends import zigtools
 from tasks.backends.outputs import RECORD, last_build
 from tasks.builder.docker_client import Docker, connect
 from tasks.dlopen.smoke import smoke_sysroot
@@ -292,3 +292,58 @@ def test_backend_is_a_checked_setting() -> None:
         Settings.from_mapping({"backend": "podman"})
     with pytest.raises(ConfigError, match="--backend must be one of docker, zig"):
         Settings.from_mapping({}).with_backend("zgi")
+
+
+# ----------------------------------------------------------------------------- the head start (headstart.py)
+
+
+def _planned(centos7: lockfile.Lockfile, settings: Settings, crate: Path) -> tuple[pipeline.BuildResult, memo.Run]:
+    first = pipeline.build(None, centos7, settings, crate, log=quiet, on_line=quiet)
+    assert isinstance(first.plan, headstart.ProcessPlan)
+    run = memo.Run(settings.cache, "build-plan", {"test": str(crate)})  # after the build: Cargo.lock is written
+    headstart.save(run, pipeline.plan_watch(settings, centos7, first), headstart.HeadStart(), first.plan)
+    assert run.path.is_file()
+    return first, run
+
+
+def _zig_edit(crate: Path, says: str) -> None:
+    source = crate / "src" / "lib.rs"
+    source.write_text(source.read_text().replace('"compatbuild"', f'"{says}"'))
+
+
+def test_an_edited_zig_build_takes_the_run_its_head_start_began(
+        centos7: lockfile.Lockfile, zig_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    crate = tmp_path / "hello"
+    shutil.copytree(CRATES["hello"], crate, ignore=shutil.ignore_patterns("target"))
+    settings = dataclasses.replace(zig_settings, out=tmp_path / "out")
+    first, run = _planned(centos7, settings, crate)
+    says = "compatbuild, built by zig from its head start"  # long: kept in .rodata as is
+    _zig_edit(crate, says)
+    early = headstart.start(run)
+    assert early.plan == first.plan and early.process() is not None
+    own: list[object] = []
+    monkeypatch.setattr(zig_backend, "start", lambda *a, **k: own.append(a))  # the build's own run: none
+    lines: list[str] = []
+    again = pipeline.build(None, centos7, settings, crate, log=lines.append, on_line=lines.append, early=early)
+    assert own == [] and says.encode() in again.libraries[0].read_bytes()
+    assert next(i for i, ln in enumerate(lines) if ln.startswith("Building hello")) < next(
+        i for i, ln in enumerate(lines) if "Compiling hello" in ln)  # said in the order it always is
+    monkeypatch.setenv("COMPATBUILD_TEST_NEW_VARIABLE", "1")  # the plan ran in the environment it was made in
+    assert headstart.start(run) == headstart.HeadStart()
+
+
+def test_a_zig_head_start_the_build_did_not_arrive_at_is_stopped(
+        centos7: lockfile.Lockfile, zig_settings: Settings, tmp_path: Path) -> None:
+    crate = tmp_path / "hello"
+    shutil.copytree(CRATES["hello"], crate, ignore=shutil.ignore_patterns("target"))
+    settings = dataclasses.replace(zig_settings, out=tmp_path / "out")
+    first, _ = _planned(centos7, settings, crate)
+    other = proc.start(["sleep", "60"], what="not this build", timeout=120, cwd=crate)
+    _zig_edit(crate, "compatbuild, built by its own zig run")
+    again = pipeline.build(None, centos7, settings, crate, log=quiet, on_line=quiet,
+                           early=headstart.HeadStart(first.plan, other))
+    assert b"built by its own zig run" in again.libraries[0].read_bytes()
+    assert other._proc.poll() is not None  # killed, not waited for
+    late = proc.start(["sleep", "60"], what="a build that failed first", timeout=120)
+    headstart.HeadStart(first.plan, late).close()  # the task's `finally`: a run nobody took is stopped
+    assert late._proc.poll() is not None

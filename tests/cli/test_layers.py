@@ -9,9 +9,17 @@ import sys
 
 from tasks.settings import PROJECT_ROOT
 
-# What a task may use: the one composer, its words, settings and errors, and its own helpers.
-ALLOWED = {"tasks.pipeline", "tasks.present", "tasks.settings", "tasks.errors", "tasks.memo"}
+# What a task may use: the one composer, its words, settings and errors, and its own helpers; and the
+# two shortcuts a task takes before it loads the composer (a replay, a build's head start).
+ALLOWED = {"tasks.pipeline", "tasks.present", "tasks.settings", "tasks.errors", "tasks.memo",
+           "tasks.backends.headstart"}
 HEAVY = ["docker", "requests", "urllib3", "elftools", "tomlkit", "rich", "gnupg", "rpmfile", "filelock"]
+
+
+def _is_module(name: str) -> bool:
+    """Whether ``name`` is one of the project's modules (``from tasks.backends import headstart``)."""
+    path = PROJECT_ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _imports(tree: ast.AST) -> list[tuple[int, str]]:
@@ -20,7 +28,8 @@ def _imports(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [f"{node.module}.{a.name}" if node.module == "tasks" else node.module for a in node.names]
+            names = [f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}") else node.module
+                     for a in node.names]
             found += [(node.lineno, n) for n in names]
     return found
 

@@ -1,0 +1,126 @@
+"""A head start: the last build's cargo started again before the pipeline has worked it out.
+
+An edited crate's build spends ~0.2 s before cargo starts: the pipeline's and the Docker
+SDK's imports, ``cargo metadata``, the image and container lookups; with zig the install and
+std checks. What it then runs is nearly always what the last build with the same arguments
+ran. So a build records its plan in a memo record (:mod:`tasks.memo`, keyed by every setting
+and argument) that depends on everything the plan was worked out from
+(:func:`tasks.pipeline.plan_watch`): the lockfile, the crate's manifests and Cargo.lock,
+compatbuild's own code; for docker the fetch stamp, the builder image's id and ``DOCKER_*``;
+for zig the toolchain files and every environment variable. Two kinds of plan:
+
+- :class:`Plan`, a warm docker build's: the warm container's exec and the up-to-date check.
+  When the sources differ from the stamp (the pipeline's own check), the exec is started at
+  once over the local daemon's socket (:mod:`tasks.builder.engine`), its output held back.
+- :class:`ProcessPlan`, a zig build's: cargo-zigbuild's arguments, folder and environment;
+  started at once as a child (:func:`tasks.proc.start`), its output held back.
+
+::
+
+    early = headstart.start(plan_run)        # a few ms; HeadStart(): no plan, nothing started
+    try: ...the whole pipeline, as without it...   # backend(..., early=early.exec() / .process())
+    finally: early.close()                   # a zig run nobody took is stopped
+    headstart.save(plan_run, watch, early, result.plan)
+
+The pipeline decides everything as it always does, and where it would start cargo it takes
+the started run only if it is that very run (same container, command, user, folder,
+environment; its held lines are said first, in order). Any other is stopped (zig) or let
+finish unread (docker: cargo would wait for it anyway) before the pipeline's own starts. No
+result is ever taken from a run the pipeline did not arrive at itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from tasks import memo, proc
+from tasks.backends import uptodate
+from tasks.builder import engine
+from tasks.builder.docker_client import warm_exec
+from tasks.errors import CompatError
+
+
+class Plan(NamedTuple):
+    """What a warm docker build ran (:meth:`tasks.builder.docker_client.Docker.run_warm`'s
+    arguments) and what its up-to-date check looked at."""
+
+    check: uptodate.Check
+    image: str  # the builder image's tag
+    command: tuple[str, ...]
+    volumes: Mapping[str, Mapping[str, str]]
+    user: str
+    working_dir: str
+    environment: Mapping[str, str]
+
+
+class ProcessPlan(NamedTuple):
+    """What a zig build ran on this machine (cargo-zigbuild): its arguments, folder and deadline, and
+    its environment as this process's less ``unset`` with ``set`` (its plan depends on every variable)."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+    set: Mapping[str, str]
+    unset: tuple[str, ...]
+    timeout: float
+    what: str
+
+    @staticmethod
+    def of(argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, timeout: float, what: str) -> ProcessPlan:
+        return ProcessPlan(tuple(argv), cwd, {k: v for k, v in env.items() if os.environ.get(k) != v},
+                           tuple(sorted(k for k in os.environ if k not in env)), timeout, what)
+
+    def environment(self) -> dict[str, str]:
+        return {**{k: v for k, v in os.environ.items() if k not in self.unset}, **self.set}
+
+
+class HeadStart(NamedTuple):
+    """The plan the record held (None: none, or something it depended on changed), and the run
+    started from it (None: nothing to build, no warm container, no local daemon)."""
+
+    plan: Plan | ProcessPlan | None = None
+    started: engine.Started | proc.Running | None = None
+
+    def exec(self) -> engine.Started | None:
+        """The docker exec started, for the docker backend to take."""
+        return self.started if isinstance(self.started, engine.Started) else None
+
+    def process(self) -> proc.Running | None:
+        """The program started, for the zig backend to take."""
+        return self.started if isinstance(self.started, proc.Running) else None
+
+    def close(self) -> None:
+        """Stop a program started here that the build did not take (an error came first)."""
+        if isinstance(self.started, proc.Running) and not self.started.finished:
+            self.started.kill()
+
+
+def start(run: memo.Run) -> HeadStart:
+    """The recorded plan of ``run``'s build, and its run started when there is something to build."""
+    hit = memo.replay(run)
+    plan = hit.value if hit is not None else None
+    if isinstance(plan, ProcessPlan):  # zig: the build ran cargo-zigbuild, as the next one will
+        try:
+            return HeadStart(plan, proc.start(plan.argv, what=plan.what, timeout=plan.timeout, cwd=plan.cwd,
+                                              env=plan.environment()))
+        except CompatError:
+            return HeadStart(plan)  # the pipeline runs it, and says why it cannot
+    if not isinstance(plan, Plan) or plan.user != f"{os.getuid()}:{os.getgid()}":
+        return HeadStart()
+    inputs, _ = uptodate.material(plan.check)
+    if uptodate.fresh_outputs(plan.check.target, inputs) is not None:
+        return HeadStart(plan)  # nothing to build: the pipeline starts no cargo either
+    image = engine.image_id(plan.image)
+    if image is None:
+        return HeadStart(plan)
+    _, spec = warm_exec(image, plan.command, volumes=plan.volumes, user=plan.user, working_dir=plan.working_dir,
+                        environment=plan.environment, network_disabled=True)
+    return HeadStart(plan, engine.start_exec(spec))
+
+
+def save(run: memo.Run, watch: memo.Watch, early: HeadStart, plan: Plan | ProcessPlan | None) -> None:
+    """Record ``plan`` (a warm build's) for the next build's head start, unless it is already the record's."""
+    if plan is not None and plan != early.plan:
+        run.save(watch, plan)
