@@ -8,9 +8,16 @@ config, and returns what the task returns.
 
 from __future__ import annotations
 
-from invoke.collection import Collection
+import sys
 
-from tasks.settings import DEFAULTS
+# invoke turns Python's bytecode cache off unless given --write-pyc (program.py: "sys.dont_write_bytecode
+# = not write-pyc"), so every module of tasks/ was compiled from source on every run: ~0.1 s of each
+# command's start. compatbuild's modules keep the interpreter's own setting (PYTHONDONTWRITEBYTECODE, -B).
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
+
+from invoke.collection import Collection  # noqa: E402
+
+from tasks.settings import DEFAULTS  # noqa: E402
 
 ns = Collection()
 ns.configure({"compatbuild": dict(DEFAULTS)})
@@ -18,7 +25,8 @@ ns.configure({"compatbuild": dict(DEFAULTS)})
 from tasks.cli import builder, crates, inputs, startup  # noqa: E402
 from tasks.cli.common import _under_invoke  # noqa: E402
 
-if _under_invoke():  # invoke's tracebacks over a bad invoke.yaml, as one line (tasks/cli/startup.py)
+if _under_invoke():  # invoke's tracebacks over a bad invoke.yaml as one line; a cheap exit (tasks/cli/startup.py)
+    startup.exit_without_collecting()
     startup.install()
 
 for module in (inputs, builder, crates):
