@@ -31,7 +31,7 @@ from tasks.elf.floors import (
 )
 from tasks.elf.hostsyms import TargetLibraries, host_symbols_of
 from tasks.elf.linkers import comment_strings, drops_retained, linker_of
-from tasks.elf.reading import check_entry_sizes, check_header, regular_file, version_needs
+from tasks.elf.reading import check_entry_sizes, check_header, open_elf, regular_file, version_needs
 from tasks.elf.refusals import Refusal, loader_refusals
 from tasks.elf.report import format_report, raise_on_violation, report_json
 from tasks.errors import AuditError
@@ -271,7 +271,6 @@ def audit_library(
     (:mod:`tasks.elf.hostsyms`).
     """
     from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
 
     if floors is None:
         if target_glibc is None:
@@ -281,7 +280,7 @@ def audit_library(
     try:
         regular_file(path, AuditError, "the audit reads")  # a FIFO would block the open, /dev/zero the read
         with open(path, "rb") as stream:
-            elf = ELFFile(stream)  # not ELF at all: "not a readable ELF shared object: Magic number ..."
+            elf = open_elf(stream)  # not ELF at all: "not a readable ELF shared object: Magic number ..."
             machine = check_header(path, stream, AuditError, "the audit reads", "audit")
             if elf.num_sections() == 0:
                 raise AuditError(f"{path}: ELF has no section headers; cannot read versions")

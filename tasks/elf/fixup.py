@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
 from tasks.atomic import staged
-from tasks.elf.reading import check_entry_sizes, check_header, regular_file, version_needs
+from tasks.elf.reading import check_entry_sizes, check_header, open_elf, regular_file, version_needs
 from tasks.errors import FixupError
 
 if TYPE_CHECKING:
@@ -129,12 +129,11 @@ def _read(path: Path, stream: IO[bytes], *, refs: bool = True
           ) -> tuple[list[_Aux], dict[int, list[tuple[str, bool]]], bool]:
     """The version needs of the library on ``stream``, and (with ``refs``) the symbols using each."""
     from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
     from elftools.elf.gnuversions import GNUVerNeedSection
 
     check_header(path, stream, FixupError, "the fix-up edits", "fix up")
     try:
-        elf = ELFFile(stream)
+        elf = open_elf(stream)
         check_entry_sizes(elf)
         sections = [s for s in elf.iter_sections() if isinstance(s, GNUVerNeedSection)]
         needs = [aux for section in sections for aux in _walk_needs(elf, section)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from tasks.elf.reading import check_entry_sizes, regular_file
+from tasks.elf.reading import check_entry_sizes, open_elf, regular_file
 from tasks.errors import AuditError
 
 if TYPE_CHECKING:
@@ -108,7 +108,6 @@ class TargetLibraries:
 
     def _read(self, name: str) -> tuple[set[str], list[str]] | None:
         from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
 
         if name not in self._seen:
             path = self.find(name)
@@ -116,7 +115,7 @@ class TargetLibraries:
             if path is not None:
                 try:
                     with path.open("rb") as stream:
-                        elf = ELFFile(stream)
+                        elf = open_elf(stream)
                         entry = (_defined(elf), _needed(elf))
                 except (ELFError, OSError):  # a linker script (libc.so) or unreadable: defines nothing
                     entry = None
@@ -151,10 +150,9 @@ def host_symbols_of(elf: ELFFile, needed: Sequence[str],
 
 def _open(path: Path, stream: IO[bytes]) -> ELFFile:
     from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
 
     try:
-        elf = ELFFile(stream)
+        elf = open_elf(stream)
         check_entry_sizes(elf)  # .gnu.version's sh_entsize divides: 0 was a ZeroDivisionError
         return elf
     except ELFError as error:

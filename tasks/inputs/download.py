@@ -170,6 +170,30 @@ def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
     for r in lock.resources(only):
         by_url.setdefault(r.url, r)
     store = Store(settings.cache)
+    done: dict[int, Fetched | BaseException] = {}
+    todo: list[tuple[int, Resource]] = []
+    for i, r in enumerate(by_url.values()):
+        if found := _cached(r, store):  # in the store: no session (requests' import alone is ~0.1 s), no threads
+            done[i] = found
+        else:
+            todo.append((i, r))
+    if todo:
+        _fetch_missing(todo, done, store, settings, log)
+    results = [done[i] for i in range(len(by_url))]
+    errors = [e for e in results if isinstance(e, BaseException)]
+    if not errors:
+        return [f for f in results if isinstance(f, Fetched)]
+    for extra in errors[1:]:
+        log(f"Also failed: {extra}")
+    if isinstance(errors[0], CompatError) and len(errors) > 1:
+        raise type(errors[0])(f"{errors[0]} (and {len(errors) - 1} more failed)") from None
+    raise errors[0]
+
+
+def _fetch_missing(todo: list[tuple[int, Resource]], done: dict[int, Fetched | BaseException], store: Store,
+                   settings: Settings, log: Log) -> None:
+    """Fetch each ``(i, resource)`` of ``todo`` into ``done[i]`` (its Fetched, or what it raised),
+    ``settings.jobs`` at a time on one session, with the progress display."""
     store.ensure()  # once, before the threads
     stop = http.Stop()
     lines = threading.Lock()
@@ -178,8 +202,6 @@ def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
         with lines:  # print writes the text and the newline apart: two threads interleave
             log(message)
 
-    todo = list(enumerate(by_url.values()))
-    done: dict[int, Fetched | BaseException] = {}
     with http.new_session(settings.jobs) as session, _display(settings) as track:
 
         def work() -> None:
@@ -208,15 +230,6 @@ def fetch_all(lock: Lockfile, settings: Settings, *, only: str | None = None,
             for w in workers:
                 w.join(max(end - time.monotonic(), 0))
             raise
-    results = [done[i] for i in range(len(by_url))]
-    errors = [e for e in results if isinstance(e, BaseException)]
-    if not errors:
-        return [f for f in results if isinstance(f, Fetched)]
-    for extra in errors[1:]:
-        say(f"Also failed: {extra}")
-    if isinstance(errors[0], CompatError) and len(errors) > 1:
-        raise type(errors[0])(f"{errors[0]} (and {len(errors) - 1} more failed)") from None
-    raise errors[0]
 
 
 def summary(fetched: Sequence[Fetched]) -> str:

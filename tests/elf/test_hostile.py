@@ -217,3 +217,21 @@ def test_invoke_audit_on_a_fifo_and_fix_on_dev_zero_are_one_line_errors(tmp_path
     assert fix.returncode == FixupError.exit_code, fix.stderr
     assert fix.stderr.strip().splitlines() == ["compatbuild: /dev/zero: not a regular file (a character "
                                                "device); the fix-up edits ELF shared objects only"]
+
+
+def test_a_parsed_file_makes_each_section_once_and_still_checks_a_wanted_type(pristine: Path) -> None:
+    from elftools.common.exceptions import ELFError
+
+    from tasks.elf.reading import open_elf
+
+    with pristine.open("rb") as stream:
+        elf = open_elf(stream)
+        first = list(elf.iter_sections())
+        assert [s.name for s in first] == [s.name for s in elf.iter_sections()]
+        assert all(a is b for a, b in zip(first, elf.iter_sections(), strict=True))  # made once, asked twice
+        dynsym = elf.get_section_by_name(".dynsym")
+        assert dynsym is not None and dynsym in first
+        index = first.index(dynsym)
+        assert elf.get_section(index, ("SHT_DYNSYM",)) is dynsym
+        with pytest.raises(ELFError, match="Unexpected section type"):
+            elf.get_section(index, ("SHT_SYMTAB",))
