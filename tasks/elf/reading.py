@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from elftools.elf.gnuversions import GNUVerNeedSection
 
 _ELF_MAGIC = b"\x7fELF"
-_SECTIONS_ONCE: Any = None  # ELFFile's subclass, made at the first open (pyelftools loads only then)
 _ET_DYN = 3
+_SECTIONS_ONCE: Any = None  # ELFFile's subclass, made at the first open (pyelftools loads only then)
 
 
 @dataclass(frozen=True)
