@@ -94,19 +94,21 @@ def build_crate(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, opt
     check = uptodate.Check(image, tuple(cmd), sources.mounts(), out_dir, (outputs_root, settings.cache), target,
                            opts.fix_weak)
     inputs, files = uptodate.material(check)
-    libraries = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
-    fresh = libraries is None
+    stamped = uptodate.fresh_outputs(target, inputs)  # nothing changed: no container at all
+    fresh = stamped is None
     touched = not fresh and files != uptodate.known_files(target)  # same bytes, new stat: keep the new table
     slot = digest_of({"workspace": str(info.root), "target": lock.target.name})
     warm = Warm(slot, settings.warm_idle) if settings.warm_idle > 0 else None
-    if libraries is None:
+    if stamped is None:
         libraries = _cargo_build(tp, image, info, cmd, target, out_dir, log=log, on_line=on_line,
                                  mounts=mounts, workdir=workdir, user=user, env=env, lock=lock,
                                  warm=warm, early=early)
-    # on a fresh copy the fix-up edits it; on a stamped one it only reads (nothing left to change)
-    result = finish(libraries, info, lock, out_dir, opts, image=image, started=started)
+        fixups = None  # fresh copies: the fix-up edits them
+    else:
+        libraries, fixups = stamped  # the stamped build's copies, and what its fix-up did to them
+    result = finish(libraries, info, lock, out_dir, opts, image=image, started=started, fixups=fixups)
     if fresh or touched:
-        uptodate.record(target, inputs, libraries, files)  # the stamp holds the fixed-up bytes
+        uptodate.record(target, inputs, libraries, files, result.fixups)  # the stamp holds the fixed-up bytes
     if fresh:
         for p in libraries:
             log(f"Built {p}")

@@ -241,9 +241,14 @@ def copy_out(lib: Path, out_dir: Path) -> Path:
 
 
 def finish(libraries: Sequence[Path], info: CrateInfo, lock: Lockfile, out_dir: Path, opts: BuildOptions, *,
-           image: str, started: float, **extra: str) -> BuildResult:
-    """The fix-up (when on), the record, the result: how every backend's build ends."""
-    fixups = tuple(fix_weak_needs(p) for p in libraries) if opts.fix_weak else ()
+           image: str, started: float, fixups: Sequence[FixupReport] | None = None, **extra: str) -> BuildResult:
+    """The fix-up (when on), the record, the result: how every backend's build ends.
+
+    ``fixups``: the reports of copies a stamped build made and fixed up (they are its bytes
+    still), taken instead of running the fix-up on them again.
+    """
+    if fixups is None:
+        fixups = tuple(fix_weak_needs(p) for p in libraries) if opts.fix_weak else ()
     seconds = time.monotonic() - started
     write_record(out_dir, libraries, info, lock, image=image, release=opts.release, seconds=seconds, **extra)
-    return BuildResult(tuple(libraries), out_dir, image, info, seconds, fixups)
+    return BuildResult(tuple(libraries), out_dir, image, info, seconds, tuple(fixups))

@@ -13,10 +13,11 @@ agree is not read again. So a build with nothing changed costs one ``lstat`` per
 ``touch``, or a checkout that restores the same bytes, costs one hash of that file and no
 container; an edit with its mtime put back still changes the ctime and is hashed.
 
-After a successful build the stamp records that listing and the sha256 of each library
-copied out; a later build whose inputs list the same, and whose copies are all still
-there with those bytes, needs no container at all. The stamp lives in the target dir, so
-removing the target dir removes it.
+After a successful build the stamp records that listing, the sha256 of each library
+copied out and the fix-up's report on each; a later build whose inputs list the same, and
+whose copies are all still there with those bytes, needs no container at all, and says
+what the build that made those copies said (the fix-up is not run again on bytes it made).
+The stamp lives in the target dir, so removing the target dir removes it.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ import os
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tasks.atomic import read_stamp, write_atomic
 from tasks.memo import tree
 from tasks.store import identity, sha256_file
+
+if TYPE_CHECKING:
+    from tasks.elf.fixup import FixupReport
 
 STAMP = ".compatbuild-build.json"
 
@@ -108,13 +112,22 @@ def material(check: Check) -> tuple[dict[str, object], Table]:
             "fix_weak": check.fix_weak}, table
 
 
-def fresh_outputs(target: Path, wanted: dict[str, object]) -> tuple[Path, ...] | None:
-    """The libraries of the stamped build when its inputs equal ``wanted`` and its copies are intact."""
+class Stamped(NamedTuple):
+    """The stamped build's copies, and what the weak-version fix-up did to each (empty when it was off)."""
+
+    libraries: tuple[Path, ...]
+    fixups: tuple[FixupReport, ...]
+
+
+def fresh_outputs(target: Path, wanted: dict[str, object]) -> Stamped | None:
+    """The stamped build when its inputs equal ``wanted`` and its copies are intact."""
+    from tasks.elf.fixup import FixupReport  # read only on a hit: the head start's path stays light
+
     stamp = read_stamp(target, STAMP)
     if not isinstance(stamp, dict) or stamp.get("inputs") != json.loads(json.dumps(wanted)):
         return None
-    outputs = stamp.get("outputs")
-    if not isinstance(outputs, list) or not outputs:
+    outputs, fixups = stamp.get("outputs"), stamp.get("fixups")
+    if not isinstance(outputs, list) or not outputs or not isinstance(fixups, list):
         return None
     found = []
     for entry in outputs:
@@ -124,10 +137,17 @@ def fresh_outputs(target: Path, wanted: dict[str, object]) -> tuple[Path, ...] |
         if not p.is_file() or sha256_file(p) != entry[1]:
             return None
         found.append(p)
-    return tuple(found)
+    try:
+        reports = tuple(FixupReport.from_dict(f) for f in fixups)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return Stamped(tuple(found), reports)
 
 
-def record(target: Path, inputs: dict[str, object], libraries: Sequence[Path], files: Table | None = None) -> None:
-    """Stamp a successful build: its inputs, the sha256 of each library copied out, the file table."""
-    stamp = {"inputs": inputs, "outputs": [[str(p), sha256_file(p)] for p in libraries], "files": files or {}}
+def record(target: Path, inputs: dict[str, object], libraries: Sequence[Path], files: Table | None = None,
+           fixups: Sequence[FixupReport] = ()) -> None:
+    """Stamp a successful build: its inputs, the sha256 of each library copied out, the file table,
+    and the fix-up's report on each copy (a build that finds them fresh says what that build did)."""
+    stamp = {"inputs": inputs, "outputs": [[str(p), sha256_file(p)] for p in libraries], "files": files or {},
+             "fixups": [f.to_dict() for f in fixups]}
     write_atomic(target / STAMP, (json.dumps(stamp, sort_keys=True) + "\n").encode())

@@ -26,10 +26,10 @@ import io
 import os
 import shutil
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from tasks.atomic import staged
 from tasks.elf.reading import check_entry_sizes, check_header, open_elf, regular_file, version_needs
@@ -76,8 +76,23 @@ class FixupReport:
 
     @property
     def changed(self) -> bool:
-        """True when this run rewrote the file."""
+        """True when the fix-up rewrote the file: this run, or the build whose stamped copy it is."""
         return bool(self.weakened)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, which :meth:`from_dict` reads back (a build stamp keeps its copies' reports)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FixupReport:
+        """The report :meth:`to_dict` wrote; KeyError, TypeError or ValueError when it is not one."""
+        def needs(key: str) -> tuple[NeedChange, ...]:
+            return tuple(NeedChange(str(n["library"]), str(n["version"]), tuple(map(str, n["weak_symbols"])),
+                                    tuple(map(str, n["strong_symbols"]))) for n in data[key])
+
+        if not isinstance(data["path"], str):
+            raise TypeError("path is not a string")
+        return cls(data["path"], needs("weakened"), needs("already_weak"), needs("kept_hard"))
 
     def lines(self) -> list[str]:
         """What changed, for people: one line per need made weak, or one saying nothing was.

@@ -286,11 +286,15 @@ def test_a_build_with_nothing_changed_runs_no_container_and_a_touched_source_bui
     assert recording.commands == [] and lines == []  # up to date: no container, nothing said
     assert again.libraries == first.libraries
     assert last_build(settings.out, lock.target.name).libraries == first.libraries
+    assert first.fixups[0].changed and again.fixups == first.fixups  # what the build that made the copy said
+    assert format_report(again.audits) == format_report(first.audits)
 
     source = common / "src" / "lib.rs"
     os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))  # a touch: new mtime, same bytes
-    build(recording, lock, store, settings, crate, lines)
+    touched = build(recording, lock, store, settings, crate, lines)
     assert recording.commands == [] and lines == []  # sources are judged by their bytes
+    assert touched.fixups == first.fixups  # the new stamp keeps the report of the copy's build
+    assert build(recording, lock, store, settings, crate, lines).fixups == first.fixups
     before = source.read_text()
     st = source.stat()
     source.write_text(before.replace("hello from ../common", "HELLO FROM ../common"))  # same size

@@ -50,8 +50,10 @@ def test_a_build_with_nothing_changed_is_replayed_and_an_edit_builds(
     env, crate = user
     build = ("build", "--backend", backend, "--crate", str(crate))
     first, _ = _run(env, *build)
-    assert "Built " in first  # cargo wrote Cargo.lock into the crate meanwhile: not recorded
-    quiet, _ = _run(env, *build)  # the whole way, with nothing to do: recorded
+    assert "Built " in first
+    if backend == "docker":  # as its cargo fetch may rewrite Cargo.lock: the build stamp answers, not a record
+        (crate / "Cargo.lock").touch()
+    quiet, _ = _run(env, *build)  # nothing to do: recorded
     assert "Built " not in quiet and quiet.splitlines()[-1].endswith("libhello.so")
     assert first.endswith(quiet)  # the first run's answer (its audit, the library) without its progress
     replayed, loaded = _run(env, *build)
