@@ -32,6 +32,9 @@ What a record names, and how each is checked (every check a miss, never an error
   whole replayed run); a remote or silent daemon is a miss, and the whole run then talks
   to it through the Docker SDK.
 
+The value is unpickled only for a caller that uses it (``replay(run, value=False)`` for a
+task the command line called: invoke drops what it returns).
+
 The key is the task's name and every argument and setting it resolved; the record lives
 under ``<cache>/memo/`` and is written atomically, so a half-written one is never read.
 """
@@ -120,8 +123,14 @@ class Run:
             pass  # a cache that cannot be written costs the next run its shortcut, nothing else
 
 
-def replay(run: Run) -> Hit | None:
-    """The recorded answer for ``run`` when nothing it depended on changed, else None."""
+def replay(run: Run, *, value: bool = True) -> Hit | None:
+    """The recorded answer for ``run`` when nothing it depended on changed, else None.
+
+    ``value=False``: the caller has no use for the recorded value (a task the command line
+    called, :func:`tasks.cli.common.value_is_used`), so it is not unpickled (``Hit.value`` is
+    None): unpickling imports the modules of every class in it, ~15 ms of dataclass
+    definitions for a build's audits, most of what a replay costs over ``invoke --list``.
+    """
     try:
         record = json.loads(run.path.read_bytes())
         if (_identities(record["inputs"]) != record["inputs"]
@@ -129,11 +138,11 @@ def replay(run: Run) -> Hit | None:
                 or any(env_digest(k) != v for k, v in record["env"].items())
                 or any(image_id(tag) != i for tag, i in record["images"].items())):
             return None
-        value = pickle.loads(base64.b64decode(record["value"]))  # noqa: S301 - our own cache's bytes
+        recorded = pickle.loads(base64.b64decode(record["value"])) if value else None  # noqa: S301 - our cache's
         lines = [(int(s), str(text)) for s, text in record["lines"]]
     except Exception:  # noqa: BLE001 - no record, an old or damaged one: the whole run decides
         return None
-    return Hit(lines, value)
+    return Hit(lines, recorded)
 
 
 def play(hit: Hit) -> Any:

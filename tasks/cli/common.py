@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 from invoke.context import Context
@@ -76,6 +77,22 @@ def _warn_if_flags_went_elsewhere(s: Settings, *, given: dict[str, str]) -> None
 # cut audit may not have reached its verdict (exit 10) yet, so 0 would turn an unknown into a
 # pass under `set -o pipefail`, while a shell without pipefail ignores 141 as for any other tool.
 CLOSED_STDOUT = 141
+
+
+def value_is_used() -> bool:
+    """False when the running task was called by invoke's command line: its Executor keeps a
+    task's return value in a dict nobody reads (our tasks never autoprint). True when a task of
+    the user's called it as a function (``built = build(c, ...)`` in tasks.py), and whenever
+    unsure (another executor, another invoke): then the value is made, as always."""
+    from invoke.executor import Executor
+    from invoke.tasks import Task
+
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code is not Task.__call__.__code__:
+        frame = frame.f_back
+    if frame is None or frame.f_back is None or frame.f_back.f_code is not Executor.execute.__code__:
+        return True
+    return bool(getattr(frame.f_locals.get("self"), "autoprint", True))
 
 
 def reports_errors(func: F) -> F:

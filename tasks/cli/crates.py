@@ -25,6 +25,7 @@ from tasks.cli.common import (
     json_document_on_failure,
     reports_errors,
     settings,
+    value_is_used,
 )
 from tasks.errors import ConfigError
 
@@ -80,7 +81,7 @@ def build_(
         arguments = {"settings": _key(s), "crate": str(Path(crate).resolve()) if crate else "",
                      "release": not debug, "features": features, "cargo_args": extra, "fix_weak": fix_weak}
         run = memo.Run(s.cache, "build", {**arguments, "json": json})
-        if (hit := memo.replay(run)) is not None:  # nothing changed since the recorded build
+        if (hit := memo.replay(run, value=value_is_used())) is not None:  # nothing changed since the recorded build
             return memo.play(hit)  # type: ignore[no-any-return]
         if not warm:
             s = dataclasses.replace(s, warm_idle=0)
@@ -180,7 +181,7 @@ def smoke_(c: Context, lib: list[str] | None = None, symbol: str = "", sysroot: 
                                           "symbol": symbol, "current": current, "json": json, "host_mode": host_mode,
                                           "host_lib": host_lib, "host_symbols": host_symbols})
         replayable = not (matrix or sysroot or host)  # a host program or a sysroot: their files are not watched
-        if replayable and (hit := memo.replay(run)) is not None:  # the same libraries, places and verdicts
+        if replayable and (hit := memo.replay(run, value=value_is_used())) is not None:  # same libraries, verdicts
             return memo.play(hit)  # type: ignore[no-any-return]
         from tasks import pipeline, present
 

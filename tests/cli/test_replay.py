@@ -3,6 +3,7 @@ the same output, and neither the pipeline nor a heavy library loaded; a change g
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,10 @@ from tasks.settings import PROJECT_ROOT, Settings
 pytestmark = pytest.mark.docker
 
 HELLO = PROJECT_ROOT / "examples" / "hello"
-HEAVY = ("tasks.pipeline", "docker", "requests", "elftools", "gnupg", "tomlkit")
+# the pipeline, the heavy libraries, and the classes of a build's or a smoke's value: the command
+# line drops what a task returns, so its replay does not unpickle it (tasks.cli.common.value_is_used)
+HEAVY = ("tasks.pipeline", "docker", "requests", "elftools", "gnupg", "tomlkit", "tasks.elf.audit",
+         "tasks.backends.outputs", "tasks.dlopen.result")
 
 
 def _run(env: dict[str, str], *args: str) -> tuple[str, set[str]]:
@@ -98,3 +102,16 @@ def test_cached_download_and_verify_are_replayed(user: tuple[dict[str, str], Pat
     replayed, loaded = _run(env, "download", "verify")
     assert _heavy(loaded) == [] and replayed == cached
     assert "cached" in replayed.splitlines()[-1]
+
+
+def test_a_replayed_build_called_by_a_task_of_the_users_returns_its_result(
+        user: tuple[dict[str, str], Path], tmp_path: Path) -> None:
+    env, crate = user
+    build = ("build", "--crate", str(crate))
+    _run(env, *build)
+    _run(env, *build)  # recorded
+    dist = tmp_path / "dist"
+    released, loaded = _run(env, "release", "--crate", str(crate), "--dist", str(dist))  # tasks.py: build(c, ...)
+    assert "Building " not in released and "Released " in released  # its build replayed, its value used:
+    audit = json.loads((dist / "libhello.so.audit.json").read_text())  # the recorded audit, for real
+    assert audit["ok"] is True and audit["path"].endswith("libhello.so") and "tasks.elf.audit" in loaded
