@@ -37,7 +37,9 @@ def _temp_name(dest: Path, suffix: str) -> Path:
     return dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.{suffix}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts): the owner check of lock
+    files here, of containers (:mod:`tasks.builder.docker_client`) and warm-runner requests."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,7 +65,7 @@ def sweep_stale(dest: Path) -> list[Path]:
         rest = p.name[len(prefix):] if p.name.startswith(prefix) else ""
         parts = rest.split(".")
         if len(parts) == 3 and parts[2] in ("part", "old") and parts[0].isdigit() and parts[1].isdigit():
-            if int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+            if int(parts[0]) != os.getpid() and not pid_alive(int(parts[0])):
                 _remove(p)
                 removed.append(p)
     return removed

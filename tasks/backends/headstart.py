@@ -10,8 +10,9 @@ compatbuild's own code; for docker the fetch stamp, the builder image's id and `
 for zig the toolchain files and every environment variable. Two kinds of plan:
 
 - :class:`Plan`, a warm docker build's: the warm container's exec and the up-to-date check.
-  When the sources differ from the stamp (the pipeline's own check), the exec is started at
-  once over the local daemon's socket (:mod:`tasks.builder.engine`), its output held back.
+  When the sources differ from the stamp (the pipeline's own check), the command is started
+  at once by the container's resident runner (:mod:`tasks.builder.runner`), else by an exec
+  over the local daemon's socket (:mod:`tasks.builder.engine`), its output held back.
 - :class:`ProcessPlan`, a zig build's: cargo-zigbuild's arguments, folder and environment;
   started at once as a child (:func:`tasks.proc.start`), its output held back.
 
@@ -38,7 +39,7 @@ from typing import NamedTuple
 
 from tasks import memo, proc
 from tasks.backends import uptodate
-from tasks.builder import engine
+from tasks.builder import engine, runner
 from tasks.builder.docker_client import warm_exec
 from tasks.errors import CompatError
 
@@ -84,7 +85,7 @@ class HeadStart(NamedTuple):
     started: engine.Started | proc.Running | None = None
 
     def exec(self) -> engine.Started | None:
-        """The docker exec started, for the docker backend to take."""
+        """The command started in the warm container (by its runner or docker exec), for the docker backend to take."""
         return self.started if isinstance(self.started, engine.Started) else None
 
     def process(self) -> proc.Running | None:
@@ -117,7 +118,7 @@ def start(run: memo.Run) -> HeadStart:
         return HeadStart(plan)
     _, spec = warm_exec(image, plan.command, volumes=plan.volumes, user=plan.user, working_dir=plan.working_dir,
                         environment=plan.environment, network_disabled=True)
-    return HeadStart(plan, engine.start_exec(spec))
+    return HeadStart(plan, runner.start(spec, plan.check.target) or engine.start_exec(spec))
 
 
 def save(run: memo.Run, watch: memo.Watch, early: HeadStart, plan: Plan | ProcessPlan | None) -> None:

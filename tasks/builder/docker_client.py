@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from tasks.atomic import pid_alive
+from tasks.builder import runner
 from tasks.builder.engine import Exec, Started
 from tasks.errors import DockerError, RegistryError, StageBuildError, redact
 from tasks.store import digest_of
@@ -43,16 +45,6 @@ def _owner_labels() -> dict[str, str]:
     """Labels naming the process that owns a container, so a later run can tell an orphan."""
     return {f"{LABEL_PREFIX}.project": "compatbuild", f"{LABEL_PREFIX}.host": _HOST,
             f"{LABEL_PREFIX}.pid": str(os.getpid())}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 LOCAL_SCHEMES = ("http+docker://localhost", "http+docker://localunixsocket", "http+docker://localnpipe")
@@ -353,7 +345,7 @@ class Docker:
             if WARM_LABEL in (c.labels or {}) and c.status == "running":
                 continue  # a warm container outlives its maker; it stops itself when idle
             pid = (c.labels or {}).get(f"{LABEL_PREFIX}.pid", "")
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 _remove_container(c)
                 removed.append(str(c.id))
         return removed
@@ -424,14 +416,15 @@ class Docker:
         on_stderr: Callable[[str], None] | None = None,
         early: Started | None = None,
     ) -> tuple[int, str, str]:
-        """``command`` by ``docker exec`` in the warm container for (``image``'s id, ``volumes``,
-        ``user``, network); (status, stdout, stderr), stderr lines streamed live.
+        """``command`` in the warm container for (``image``'s id, ``volumes``, ``user``, network),
+        begun by its resident runner (:mod:`tasks.builder.runner`), else by ``docker exec``;
+        (status, stdout, stderr), stderr lines streamed live.
 
         The container is made on first use (named by that key, so concurrent runs share one)
-        and stops, removing itself, after ``idle`` seconds without an exec (its own watchdog,
-        :data:`WATCHDOG`). Another warm container of the same ``slot`` (crate workspace and
-        target) whose key differs (a new image, other mounts) is stopped. An exec that finds
-        its container gone (it just idled out) starts a new one, once.
+        and stops, removing itself, after ``idle`` seconds without a command (its own watchdog,
+        :data:`tasks.builder.runner.SCRIPT`). Another warm container of the same ``slot`` (crate
+        workspace and target) whose key differs (a new image, other mounts) is stopped. A command
+        that finds its container gone (it just idled out) starts a new one, once.
 
         ``early``, an exec a head start made (:mod:`tasks.backends.headstart`): when it is this
         very exec, its output is taken (what it held back first) instead of running it again;
@@ -452,6 +445,10 @@ class Docker:
                         return _finished(c, started, on_stderr)
                     for _ in started.chunks():
                         pass  # another command than this build's: it ends before ours starts
+                target = runner.target_of({k: dict(v) for k, v in volumes.items()})
+                begun = runner.start(spec, target) if target is not None else None  # no exec's ~55 ms
+                if begun is not None:
+                    return _finished(c, begun, on_stderr)
                 return self._exec_split(c, spec, on_stderr=on_stderr)
             except _Gone:
                 if attempt == 2:
@@ -488,7 +485,7 @@ class Docker:
                     continue
                 try:
                     c = self.client.containers.create(
-                        image, ["sh", "-c", WATCHDOG, "watchdog", str(int(idle))], name=name, user=user,
+                        image, ["sh", "-c", runner.SCRIPT, "watchdog", str(int(idle)), name], name=name, user=user,
                         volumes={k: dict(v) for k, v in volumes.items()}, network_disabled=network_disabled,
                         labels={**_owner_labels(), WARM_LABEL: key, f"{WARM_LABEL}.slot": slot},
                         auto_remove=True,
@@ -561,23 +558,8 @@ def _exit(c: Container, status: object, out: list[bytes], err: list[str]) -> tup
 
 WARM_LABEL = f"{LABEL_PREFIX}.warm"
 WARM_TRIES = 50  # lookups of the warm container while other runs make, start or remove it (~10 s)
-# PID 1 of a warm container: exits (and --rm removes the container) after $1 seconds in which
-# no exec ran. Each exec marks itself busy by a file named with its pid (BUSY_WRAPPER); a
-# marker whose process is gone (killed inside) is dropped, so a crash never keeps it alive.
-WATCHDOG = r"""
-idle=$1; last=/tmp/.compatbuild-warm-last; : > "$last"
-trap 'exit 0' TERM INT
-while sleep 1; do
-  busy=0
-  for m in /tmp/.compatbuild-warm-busy.*; do
-    [ -e "$m" ] || continue
-    if kill -0 "${m##*.}" 2>/dev/null; then busy=1; else rm -f "$m"; fi
-  done
-  if [ "$busy" = 1 ]; then : > "$last"; continue; fi
-  now=$(date +%s); then=$(stat -c %Y "$last" 2>/dev/null || echo 0)
-  [ $((now - then)) -ge "$idle" ] && exit 0
-done
-"""
+# Its PID 1 is the resident runner and idle watchdog (tasks.builder.runner.SCRIPT). Every command
+# run in it, by the runner or by docker exec, marks itself busy for the watchdog with this wrapper.
 BUSY_WRAPPER = ("sh", "-c", 'm=/tmp/.compatbuild-warm-busy.$$; : > "$m"; "$@"; s=$?; '
                 ': > /tmp/.compatbuild-warm-last; rm -f "$m"; exit $s', "compatbuild-exec")
 
@@ -610,7 +592,7 @@ def _owner_alive(c: Container) -> bool:
     """Whether the compatbuild process that made ``c`` (its labels) still runs, on this host."""
     labels = c.labels or {}
     pid = labels.get(f"{LABEL_PREFIX}.pid", "")
-    return labels.get(f"{LABEL_PREFIX}.host") == _HOST and pid.isdigit() and _alive(int(pid))
+    return labels.get(f"{LABEL_PREFIX}.host") == _HOST and pid.isdigit() and pid_alive(int(pid))
 
 
 def _running(c: Container) -> bool:
@@ -624,7 +606,8 @@ def _running(c: Container) -> bool:
 
 
 def _warm_key(image_id: str, volumes: Mapping[str, Mapping[str, str]], user: str, network_disabled: bool) -> str:
-    """What a warm container is reused for: the image's id, its mounts, its user, its network.
+    """What a warm container is reused for: the image's id, its mounts, its user, its network, and
+    the version of its PID 1 (:mod:`tasks.builder.runner`).
 
     A bind mount holds the folder it was made on, not its path: a target dir removed and made
     again (a wiped cache) would leave the container writing into the deleted one. So each
@@ -637,7 +620,8 @@ def _warm_key(image_id: str, volumes: Mapping[str, Mapping[str, str]], user: str
             return None  # a named volume, or a path that is not there
         return [st.st_dev, st.st_ino]
 
-    return digest_of({"image": image_id, "volumes": {k: dict(v) for k, v in volumes.items()}, "user": user,
+    return digest_of({"runner": runner.VERSION, "image": image_id, "user": user,
+                      "volumes": {k: dict(v) for k, v in volumes.items()},
                       "network": not network_disabled, "folders": {k: identity(k) for k in volumes}})
 
 

@@ -113,20 +113,48 @@ class Exec(NamedTuple):
 
 
 class Started:
-    """An exec started on the daemon; its output read by a thread and held until :meth:`chunks` is asked.
+    """A command started in a warm container, its output read by a thread and held until
+    :meth:`chunks` is asked: by ``docker exec`` (:class:`ExecStarted`) or by the container's
+    resident runner (:class:`tasks.builder.runner.RunnerStarted`).
 
-    stdout is kept whole (cargo's JSON messages); stderr comes as the chunks the daemon sent.
+    stdout is kept whole (cargo's JSON messages); stderr comes as the chunks it was read in.
     """
 
-    def __init__(self, spec: Exec, exec_id: str, sock: socket.socket, first: bytes) -> None:
-        self.spec, self.exec_id = spec, exec_id
+    def __init__(self, spec: Exec) -> None:
+        self.spec = spec
         self.stdout: list[bytes] = []
-        self.whole = False  # the stream ended cleanly: every frame read
+        self.whole = False  # the output ended cleanly: all of it read
         self._stderr: SimpleQueue[bytes | None] = SimpleQueue()
-        self._reader = threading.Thread(target=self._read, args=(sock, first), daemon=True)
+        self._reader: threading.Thread | None = None
+
+    def _start_reading(self, *args: object) -> None:
+        self._reader = threading.Thread(target=self._read, args=args, daemon=True)
         self._reader.start()
 
-    def _read(self, sock: socket.socket, data: bytes) -> None:
+    def _read(self, *args: object) -> None:
+        raise NotImplementedError
+
+    def chunks(self) -> Iterator[bytes]:
+        """stderr as it comes, from the start (what came before this was asked, first), to the output's end."""
+        while (chunk := self._stderr.get()) is not None:
+            yield chunk
+
+    def exit_code(self) -> int | None:
+        """The command's exit status once its output has ended whole; None when it is not known."""
+        raise NotImplementedError
+
+
+class ExecStarted(Started):
+    """An exec started on the daemon (its multiplexed stream on ``sock``)."""
+
+    def __init__(self, spec: Exec, exec_id: str, sock: socket.socket, first: bytes) -> None:
+        super().__init__(spec)
+        self.exec_id = exec_id
+        self._start_reading(sock, first)
+
+    def _read(self, *args: object) -> None:
+        sock, data = args
+        assert isinstance(sock, socket.socket) and isinstance(data, bytes)
         try:
             with sock:
                 sock.settimeout(STREAM_TIMEOUT)
@@ -149,20 +177,16 @@ class Started:
         finally:
             self._stderr.put(None)
 
-    def chunks(self) -> Iterator[bytes]:
-        """stderr as it comes, from the start (what came before this was asked, first), to the stream's end."""
-        while (chunk := self._stderr.get()) is not None:
-            yield chunk
-
     def exit_code(self) -> int | None:
         """The exec's exit status once its stream has ended whole; None when it is not known."""
-        self._reader.join()
+        if self._reader is not None:
+            self._reader.join()
         answer = call("GET", f"/exec/{self.exec_id}/json") if self.whole else None
         code = answer[1].get("ExitCode") if answer and answer[0] == 200 and isinstance(answer[1], dict) else None
         return code if isinstance(code, int) else None
 
 
-def start_exec(spec: Exec) -> Started | None:
+def start_exec(spec: Exec) -> ExecStarted | None:
     """``spec`` started in its container (which must be running), or None (no such container, no daemon)."""
     made = call("POST", f"/containers/{quote(spec.container, safe='')}/exec", {
         "AttachStdout": True, "AttachStderr": True, "Cmd": list(spec.command), "User": spec.user,
@@ -181,4 +205,4 @@ def start_exec(spec: Exec) -> Started | None:
     if status not in (101, 200):
         sock.close()
         return None
-    return Started(spec, exec_id, sock, rest)
+    return ExecStarted(spec, exec_id, sock, rest)

@@ -22,7 +22,9 @@ import pytest
 from tasks import pipeline
 from tasks.backends.crate import inspect_crate
 from tasks.backends.outputs import RECORD, BuildResult, last_build, target_dir
+from tasks.builder import runner
 from tasks.builder.docker_client import LABEL_PREFIX, WARM_LABEL, Docker
+from tasks.builder.engine import Exec
 from tasks.dlopen import smoke
 from tasks.dlopen.smoke import SmokeResult
 from tasks.elf.audit import audit_library, format_report
@@ -459,6 +461,65 @@ def _warm_containers(dk: Docker) -> list[Any]:
     return dk.client.containers.list(filters={"label": [WARM_LABEL]})
 
 
+def _execs(dk: Docker, container: str, since: float) -> list[str]:
+    """The cargo commands ``docker exec`` ran in ``container`` from ``since`` (epoch seconds) until now."""
+    events = dk.client.events(since=f"{since:.6f}", until=f"{time.time() + 0.5:.6f}", decode=True,
+                              filters={"container": container, "event": "exec_create"})
+    return [action for e in events if "cargo" in (action := str(e.get("Action", "")))]
+
+
+def test_a_warm_container_whose_runner_does_not_listen_still_builds_by_docker_exec(
+    dk: Docker, lock: Lockfile, store: Store, profile_settings: Settings, tmp_path: Path,
+) -> None:
+    """A container made before the runner, or whose runner died, leaves a FIFO nobody reads: exec, as before."""
+    crate = copy_crate(HELLO, tmp_path)
+    settings = dataclasses.replace(profile_settings, out=tmp_path / "out")
+    build(dk, lock, store, settings, crate, [])
+    home = target_dir(settings, lock, inspect_crate(crate)) / runner.HOME
+    [wake] = list(home.glob("*.wake"))
+    [warm] = [c for c in _warm_containers(dk) if wake.name.startswith(c.name)]
+    wake.unlink()  # the runner keeps reading the one it made
+    os.mkfifo(wake)  # a FIFO without a reader: opening it to write fails at once (ENXIO)
+    source = crate / "src" / "lib.rs"
+    source.write_text(source.read_text() + "\n// an edit\n")
+    since = time.time()
+    again = build(dk, lock, store, settings, crate, [])
+    assert again.libraries[0].read_bytes().startswith(b"\x7fELF")
+    assert len(_execs(dk, warm.id, since)) == 1
+    assert not [p for p in home.iterdir() if p.is_dir()]
+
+
+def test_a_runner_that_does_not_begin_a_request_is_not_used_and_its_folder_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = Exec.of("compatbuild-warm-test", ["true"], user="0:0", working_dir="/", environment={"A": "b c"})
+    assert runner.start(spec, tmp_path) is None  # no runner at all
+    home = tmp_path / runner.HOME
+    home.mkdir()
+    wake = home / f"{spec.container}.wake"
+    os.mkfifo(wake)
+    reader = os.open(wake, os.O_RDONLY | os.O_NONBLOCK)  # someone reads, and never begins anything
+    try:
+        monkeypatch.setattr(runner, "ACK_DEADLINE", 0.2)
+        assert runner.start(spec, tmp_path) is None
+        assert os.read(reader, 100).strip().isalnum()  # it was asked, once
+    finally:
+        os.close(reader)
+    assert [p.name for p in home.iterdir()] == [wake.name]
+    stale = home / "0123abcd"
+    stale.mkdir()
+    (stale / "owner").write_text("999999999\n")  # a build killed before it removed its request
+    monkeypatch.setattr(runner, "ACK_DEADLINE", 0.01)
+    os.close(os.open(wake, os.O_RDONLY | os.O_NONBLOCK))
+    reader = os.open(wake, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        runner.start(spec, tmp_path)
+    finally:
+        os.close(reader)
+    assert not stale.exists()
+    assert runner.command_script(spec) == "cd / || exit 127\nexec env 'A=b c' true\n"
+
+
 def test_builds_exec_in_one_warm_container_that_stops_itself_when_idle(
     dk: Docker, lock: Lockfile, store: Store, profile_settings: Settings, tmp_path: Path,
 ) -> None:
@@ -475,9 +536,13 @@ def test_builds_exec_in_one_warm_container_that_stops_itself_when_idle(
     edited = "compatbuild, rebuilt by docker exec in its warm container"  # long: kept in .rodata as is
     source.write_text(source.read_text().replace('"compatbuild"', f'"{edited}"'))  # an edit: cargo runs again
     recording.commands.clear()
+    since = time.time()
     again = build(recording, lock, store, settings, crate, [])
     assert [c[:2] for c in recording.warm[1:]] == [["cargo", "build"]]
-    assert [c for c in recording.commands if c not in recording.warm] == []  # no new container: an exec
+    assert [c for c in recording.commands if c not in recording.warm] == []  # no new container
+    assert _execs(dk, warm.id, since) == []  # begun by the container's resident runner, not docker exec
+    assert not [p for p in (target_dir(settings, lock, inspect_crate(crate)) / runner.HOME).iterdir()
+                if p.is_dir()]  # each build removes its request folder
     assert {c.id for c in _warm_containers(dk)} - before == {warm.id}
     assert again.libraries == first.libraries and edited.encode() in first.libraries[0].read_bytes()
     audit_ok(first.libraries[0], lock.target.glibc)

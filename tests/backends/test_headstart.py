@@ -16,7 +16,7 @@ import pytest
 from tasks import memo, pipeline
 from tasks.backends import headstart
 from tasks.backends.outputs import BuildResult
-from tasks.builder import engine
+from tasks.builder import engine, runner
 from tasks.builder.docker_client import Docker, warm_exec
 from tasks.builder.engine import Exec
 from tasks.inputs import lockfile
@@ -29,7 +29,8 @@ HELLO = PROJECT_ROOT / "examples" / "hello"
 
 
 class Counting(Docker):
-    """The real client, counting the execs it makes itself (not a head start's)."""
+    """The real client, counting the commands it starts itself in a warm container (not a head
+    start's): by docker exec, or by the container's runner (the fixture counts those)."""
 
     def __init__(self, dk: Docker) -> None:
         super().__init__(dk.client)
@@ -41,13 +42,23 @@ class Counting(Docker):
 
 
 @pytest.fixture()
-def setup(docker_client: Docker, profile_settings: Settings, tmp_path: Path
+def setup(docker_client: Docker, profile_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           ) -> tuple[Counting, Lockfile, Settings, Path, memo.Run]:
+    counting = Counting(docker_client)
+    begin = runner.start
+
+    def counted(spec: Exec, target: Path) -> runner.RunnerStarted | None:
+        begun = begin(spec, target)
+        if begun is not None:
+            counting.execs.append(spec.command)
+        return begun
+
+    monkeypatch.setattr(runner, "start", counted)
     crate = tmp_path / "hello"
     shutil.copytree(HELLO, crate, ignore=shutil.ignore_patterns("target"))
     settings = dataclasses.replace(profile_settings, out=tmp_path / "out")
     run = memo.Run(settings.cache, "build-plan", {"test": str(tmp_path)})
-    return Counting(docker_client), lockfile.load(settings.lock), settings, crate, run
+    return counting, lockfile.load(settings.lock), settings, crate, run
 
 
 def _build(dk: Docker, lock: Lockfile, settings: Settings, crate: Path, lines: list[str],

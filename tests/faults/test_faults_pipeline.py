@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.builder import runner
 from tasks.builder.docker_client import LABEL_PREFIX, WARM_LABEL, Docker
 from tasks.dlopen.sysroot import STAMP, make_sysroot_from_debs
 from tasks.elf.audit import audit_library
@@ -56,6 +57,16 @@ def _warm(dk: Docker, crate: Path) -> list[str]:
             if any(m.get("Source") == str(crate) for m in c.attrs.get("Mounts", []))]
 
 
+def _requests(settings: Settings, crate: Path) -> list[str]:
+    """The warm runner's request folders left in ``crate``'s target dirs (tasks/builder/runner.py)."""
+    from tasks.backends.crate import inspect_crate
+    from tasks.backends.outputs import target_dir
+    from tasks.inputs.lockfile import load
+
+    home = target_dir(settings, load(settings.lock), inspect_crate(crate)) / runner.HOME
+    return [p.name for p in home.iterdir() if p.is_dir()] if home.is_dir() else []
+
+
 def test_kill_9_during_build_then_a_clean_rerun_succeeds(
     docker_client: Docker, profile_settings: Settings, tmp_path: Path,
 ) -> None:
@@ -85,6 +96,7 @@ def test_kill_9_during_build_then_a_clean_rerun_succeeds(
         assert audit_library(lib, target_glibc="2.31").ok, (seed, point)
         assert _orphans(docker_client, proc.pid) == [], (seed, point)  # swept by the re-run
         assert len(_warm(docker_client, crate)) <= 1, (seed, point)  # the killed run's warm one, reused
+        assert _requests(profile_settings, crate) == [], (seed, point)  # its runner request, swept
         assert not [p.name for p in lib.parent.iterdir() if p.name.endswith((".part", ".old"))]
 
 
@@ -153,4 +165,5 @@ def test_eight_concurrent_builds_of_one_crate_all_succeed_with_one_library(
     [lib] = list(out.glob("*/libhello.so"))
     assert audit_library(lib, target_glibc="2.31").ok
     assert not [p.name for p in lib.parent.iterdir() if p.name.endswith((".part", ".old", ".tmp"))]
-    assert len(_warm(docker_client, crate)) == 1  # all eight built by exec in one warm container
+    assert len(_warm(docker_client, crate)) == 1  # all eight built in one warm container
+    assert _requests(profile_settings, crate) == []  # each took its runner request away
