@@ -1,15 +1,22 @@
 """Start-up and no-op tasks: ``invoke --list`` vs ``python -c "import invoke"``; a cached
 ``download verify``, a cached ``smoke`` and a no-change ``build`` on both backends vs
 ``invoke --list``; and the one-line-edit build loop on both backends vs native cargo (the
-docker backend in its warm container, with and without its head start). Interleaved in one run, medians."""
+docker backend in its warm container, with and without its head start), beside their floors: the
+same cargo by ``docker exec`` and cargo-zigbuild by hand. Interleaved in one run, medians."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench import harness as h
+from tasks import memo
 from tasks import profile as tp
+from tasks.backends import headstart
+from tasks.builder import engine
+from tasks.builder.docker_client import warm_exec
 
 TITLE = "start-up, no-op tasks and the edit loop (test profile, warm image)"
 SUMMARY = ("`--list` vs `import invoke`; cached download verify, cached smoke, no-change build (both backends) "
@@ -56,6 +63,25 @@ def run(work: Path) -> list[h.Row]:
     edited(build, env, h.ROOT)
     docker_plans = set(plans.glob("build-plan-*.json"))
     edited(zig, zig_env, h.ROOT)  # and the zig build's, which every zig edit below then starts from
+    # The floors: the very cargo each build runs, run by hand (docker exec into the warm container;
+    # cargo-zigbuild with the plan's arguments, folder and environment), as no compatbuild wraps it.
+    [docker_plan] = [memo.value_of(p) for p in docker_plans]
+    [zig_plan] = [memo.value_of(p) for p in set(plans.glob("build-plan-*.json")) - docker_plans]
+    assert isinstance(docker_plan, headstart.Plan) and isinstance(zig_plan, headstart.ProcessPlan)
+    image = engine.image_id(docker_plan.image)
+    assert image is not None
+    _, spec = warm_exec(image, docker_plan.command, volumes=docker_plan.volumes, user=docker_plan.user,
+                        working_dir=docker_plan.working_dir, environment=docker_plan.environment,
+                        network_disabled=True)
+    by_exec = ["docker", "exec", "-u", spec.user, "-w", spec.working_dir,
+               *(f"--env={k}={v}" for k, v in spec.environment), spec.container, *docker_plan.command]
+
+    def zig_by_hand() -> float:
+        h.edit(source)
+        started = time.perf_counter()
+        subprocess.run(list(zig_plan.argv), cwd=zig_plan.cwd, env=zig_plan.environment(), capture_output=True,
+                       check=True)
+        return time.perf_counter() - started
 
     def without_head_start() -> float:  # the pipeline starts cargo itself
         for plan in docker_plans:
@@ -63,7 +89,8 @@ def run(work: Path) -> list[h.Row]:
         return edited(build, env, h.ROOT)
 
     loop = h.interleave(7, native=lambda: edited(native, None, crate), ours=lambda: edited(build, env, h.ROOT),
-                        zig=lambda: edited(zig, zig_env, h.ROOT), cold=without_head_start)
+                        zig=lambda: edited(zig, zig_env, h.ROOT), cold=without_head_start,
+                        by_exec=lambda: edited(by_exec, None, h.ROOT), zig_by_hand=zig_by_hand)
     lst = start["listing"]
 
     def vs_list(what: str, key: str) -> h.Row:
@@ -82,4 +109,10 @@ def run(work: Path) -> list[h.Row]:
          f"native cargo {loop['native']:.2f} s", f"{loop['cold'] / loop['native']:.2f}x native"),
         ("`invoke build --backend zig`, one line edited", f"{loop['zig']:.2f} s",
          f"native cargo {loop['native']:.2f} s", f"{loop['zig'] / loop['native']:.2f}x native"),
+        ("floor: the same cargo by `docker exec` into the warm container, one line edited",
+         f"{loop['by_exec']:.2f} s", f"native cargo {loop['native']:.2f} s",
+         f"{loop['by_exec'] / loop['native']:.2f}x native"),
+        ("floor: cargo-zigbuild run by hand with the plan's arguments, one line edited",
+         f"{loop['zig_by_hand']:.2f} s", f"native cargo {loop['native']:.2f} s",
+         f"{loop['zig_by_hand'] / loop['native']:.2f}x native"),
     ]

@@ -145,6 +145,11 @@ def replay(run: Run, *, value: bool = True) -> Hit | None:
     return Hit(lines, recorded)
 
 
+def value_of(record: Path) -> Any:
+    """The value a record file holds, unchecked (for tools that read a plan: the benchmark's floors)."""
+    return pickle.loads(base64.b64decode(json.loads(record.read_bytes())["value"]))  # noqa: S301 - our cache's
+
+
 def play(hit: Hit) -> Any:
     """Say again what the recorded run said; its value."""
     for stream, line in hit.lines:

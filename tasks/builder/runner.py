@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from tasks.atomic import pid_alive
-from tasks.builder.engine import Exec, Started
+from tasks.builder.engine import STREAM_TIMEOUT, Exec, Started
 
 HOME = ".compatbuild-warm"  # in the target dir: /target/.compatbuild-warm in the container
 ACK_DEADLINE = 5.0  # seconds for the runner to begin a request (it begins in ms; a busy one later)
@@ -90,7 +90,10 @@ class RunnerStarted(Started):
             poll.register(fd, select.POLLIN)
         try:
             while fds:
-                for fd, _ in poll.poll():
+                ready = poll.poll(STREAM_TIMEOUT * 1000)  # as an exec's stream: silent this long, broken
+                if not ready:
+                    raise TimeoutError
+                for fd, _ in ready:
                     try:
                         data = os.read(fd, 65536)
                     except BlockingIOError:
