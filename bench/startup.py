@@ -88,7 +88,7 @@ def run(work: Path) -> list[h.Row]:
             plan.unlink(missing_ok=True)
         return edited(build, env, h.ROOT)
 
-    loop = h.interleave(7, native=lambda: edited(native, None, crate), ours=lambda: edited(build, env, h.ROOT),
+    loop = h.interleave(11, native=lambda: edited(native, None, crate), ours=lambda: edited(build, env, h.ROOT),
                         zig=lambda: edited(zig, zig_env, h.ROOT), cold=without_head_start,
                         by_exec=lambda: edited(by_exec, None, h.ROOT), zig_by_hand=zig_by_hand)
     lst = start["listing"]
