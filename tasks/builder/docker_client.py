@@ -445,6 +445,7 @@ class Docker:
                         return _finished(c, started, on_stderr)
                     for _ in started.chunks():
                         pass  # another command than this build's: it ends before ours starts
+                    started.exit_code()  # and is done with (a runner's request folder removed)
                 target = runner.target_of({k: dict(v) for k, v in volumes.items()})
                 begun = runner.start(spec, target) if target is not None else None  # no exec's ~55 ms
                 if begun is not None:
@@ -607,7 +608,7 @@ def _running(c: Container) -> bool:
 
 def _warm_key(image_id: str, volumes: Mapping[str, Mapping[str, str]], user: str, network_disabled: bool) -> str:
     """What a warm container is reused for: the image's id, its mounts, its user, its network, and
-    the version of its PID 1 (:mod:`tasks.builder.runner`).
+    the script its PID 1 runs (:data:`tasks.builder.runner.SCRIPT`: one made by other code is not reused).
 
     A bind mount holds the folder it was made on, not its path: a target dir removed and made
     again (a wiped cache) would leave the container writing into the deleted one. So each
@@ -620,7 +621,7 @@ def _warm_key(image_id: str, volumes: Mapping[str, Mapping[str, str]], user: str
             return None  # a named volume, or a path that is not there
         return [st.st_dev, st.st_ino]
 
-    return digest_of({"runner": runner.VERSION, "image": image_id, "user": user,
+    return digest_of({"pid1": runner.SCRIPT, "image": image_id, "user": user,
                       "volumes": {k: dict(v) for k, v in volumes.items()},
                       "network": not network_disabled, "folders": {k: identity(k) for k in volumes}})
 

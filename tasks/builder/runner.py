@@ -32,7 +32,6 @@ from tasks.builder.engine import STREAM_TIMEOUT, Exec, Started
 HOME = ".compatbuild-warm"  # in the target dir: /target/.compatbuild-warm in the container
 ACK_DEADLINE = 5.0  # seconds for the runner to begin a request (it begins in ms; a busy one later)
 STALE = 24 * 3600.0  # seconds after which a request folder its build left (killed) is removed
-VERSION = 1  # part of the warm key: a container made with an older PID 1 is not reused
 
 # PID 1 of a warm container (``sh -c SCRIPT watchdog IDLE NAME``): the request loop in the
 # background, then the idle watchdog, which exits (and --rm removes the container) after IDLE
@@ -46,12 +45,14 @@ trap 'rm -f "$wake"; exit 0' TERM INT
 if mkdir -p "$home" 2>/dev/null && { [ -p "$wake" ] || mkfifo "$wake"; } 2>/dev/null; then
   (
     exec 3<>"$wake"
+    own=; command -v setsid > /dev/null 2>&1 && own=setsid  # its own process group, as an exec's
     while read -r id <&3; do
       case $id in ''|*[!0-9a-f]*) continue ;; esac
       r=$home/$id
       [ -f "$r/cmd" ] || continue
-      sh -c ': > "$1/began"; sh "$1/cmd"; echo $? > "$1/status.part" && mv "$1/status.part" "$1/status"' \
-        runner "$r" < /dev/null > "$r/out" 2> "$r/err" &
+      : > "$last"
+      ( $own sh -c ': > "$1/began"; sh "$1/cmd"; echo $? > "$1/status.part" && mv "$1/status.part" "$1/status"' \
+          runner "$r" < /dev/null > "$r/out" 2> "$r/err" 3<&- & )  # PID 1 reaps it
     done
   ) &
 fi
@@ -140,20 +141,20 @@ def start(spec: Exec, target: Path) -> RunnerStarted | None:
         _sweep(home)
         request.mkdir()
         (request / "owner").write_text(f"{os.getpid()}\n")  # a folder its build left (killed) is swept
-        (request / "cmd").write_text(command_script(spec))
+        (request / "cmd").write_text(command_script(spec), encoding="utf-8", errors="surrogateescape")
         for name in ("out", "err"):
             os.mkfifo(request / name, 0o600)
             fds.append(os.open(request / name, os.O_RDONLY | os.O_NONBLOCK))  # before the runner opens them
         os.write(wake, f"{request.name}\n".encode())  # one line, under PIPE_BUF: never interleaved
         deadline = time.monotonic() + ACK_DEADLINE
         while not (request / "began").exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError
+            if time.monotonic() > deadline or not os.path.exists(home / f"{spec.container}.wake"):
+                raise TimeoutError  # not begun in time, or its container is stopping (PID 1 removed the FIFO)
             time.sleep(0.002)
-    except OSError:  # TimeoutError among them: a runner that does not answer is not used
+    except (OSError, ValueError):  # TimeoutError among them: a runner that does not answer is not used
+        (request / "cmd").unlink(missing_ok=True)  # first: a runner that wakes late finds nothing to run
         for fd in fds:
             os.close(fd)
-        (request / "cmd").unlink(missing_ok=True)
         shutil.rmtree(request, ignore_errors=True)
         return None
     finally:
@@ -168,14 +169,17 @@ def target_of(volumes: dict[str, dict[str, str]]) -> Path | None:
 
 def _sweep(home: Path) -> None:
     """Remove the request folders of builds killed before they removed their own: their owner
-    process is gone, or (an owner unreadable, a pid reused) they are older than :data:`STALE`."""
+    process is gone, or (no owner written, a pid reused) they are older than :data:`STALE`."""
     now = time.time()
     for entry in os.scandir(home):
         try:
             if not entry.is_dir(follow_symlinks=False):
                 continue
-            owner = (Path(entry.path) / "owner").read_text().strip()
-            gone = not owner.isdigit() or not pid_alive(int(owner))
+            try:
+                owner = (Path(entry.path) / "owner").read_text().strip()
+            except OSError:
+                owner = ""  # not written yet (its build is starting), or lost
+            gone = owner.isdigit() and not pid_alive(int(owner))
             if gone or now - entry.stat(follow_symlinks=False).st_mtime > STALE:
                 shutil.rmtree(entry.path, ignore_errors=True)
         except OSError:

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
         "linker": LINKER_HELP,
         "backend": "docker (the target's builder image) or zig (cargo-zigbuild and the host's "
         "Rust, no Docker) (default: config compatbuild.backend, docker)",
-        "warm": "docker backend: build by docker exec in a container kept running between builds, stopped "
+        "warm": "docker backend: build in a container kept running between builds (its resident runner starts "
+        "cargo, else docker exec), stopped "
         "after config compatbuild.warm_idle seconds unused (default: yes, 300; --no-warm: a new container "
         "per build)",
     },

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -517,6 +518,20 @@ def test_a_runner_that_does_not_begin_a_request_is_not_used_and_its_folder_is_go
     finally:
         os.close(reader)
     assert not stale.exists()
+    starting, lost = home / "4567cdef", home / "89abcdef"
+    starting.mkdir()  # a build that has not written its owner yet: left alone
+    lost.mkdir()
+    os.utime(lost, (time.time() - runner.STALE - 60,) * 2)  # no owner, and a day old: removed
+    monkeypatch.setattr(runner, "ACK_DEADLINE", 30.0)
+    reader = os.open(wake, os.O_RDONLY | os.O_NONBLOCK)
+    threading.Timer(0.2, wake.unlink).start()  # the container stops: its PID 1 removes the FIFO
+    began = time.monotonic()
+    try:
+        assert runner.start(spec, tmp_path) is None
+    finally:
+        os.close(reader)
+    assert time.monotonic() - began < 5  # not the whole deadline
+    assert starting.exists() and not lost.exists()
     assert runner.command_script(spec) == "cd / || exit 127\nexec env 'A=b c' true\n"
 
 
