@@ -468,8 +468,9 @@ class Docker:
         import docker.errors
 
         try:
-            for other in self.client.containers.list(filters={"label": [f"{WARM_LABEL}.slot={slot}"]}):
-                if (other.labels or {}).get(WARM_LABEL) != key:
+            # sparse: the listing's own fields, no inspect per container (one that idles out meanwhile is a 404)
+            for other in self.client.containers.list(sparse=True, filters={"label": [f"{WARM_LABEL}.slot={slot}"]}):
+                if (other.attrs.get("Labels") or {}).get(WARM_LABEL) != key:
                     _remove_container(other)  # its image or mounts changed: it cannot be reused
             for _ in range(WARM_TRIES):
                 try:

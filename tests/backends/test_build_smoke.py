@@ -18,7 +18,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
+from docker.models.containers import ContainerCollection
 
 from tasks import pipeline
 from tasks.backends.crate import inspect_crate
@@ -459,7 +461,14 @@ def test_last_build_without_a_record_says_build_first(tmp_path: Path) -> None:
 
 
 def _warm_containers(dk: Docker) -> list[Any]:
-    return dk.client.containers.list(filters={"label": [WARM_LABEL]})
+    """The running warm containers, each inspected; one that idles out (--rm) meanwhile is left out."""
+    found = []
+    for listed in dk.client.api.containers(filters={"label": [WARM_LABEL]}):
+        try:
+            found.append(dk.client.containers.get(listed["Id"]))
+        except docker.errors.NotFound:
+            continue
+    return found
 
 
 def _execs(dk: Docker, container: str, since: float) -> list[str]:
@@ -562,9 +571,39 @@ def test_builds_exec_in_one_warm_container_that_stops_itself_when_idle(
     assert again.libraries == first.libraries and edited.encode() in first.libraries[0].read_bytes()
     audit_ok(first.libraries[0], lock.target.glibc)
     deadline = time.monotonic() + 60
-    while warm.id in {c.id for c in dk.client.containers.list(all=True, filters={"label": [WARM_LABEL]})}:
+    while warm.id in {c["Id"] for c in dk.client.api.containers(all=True, filters={"label": [WARM_LABEL]})}:
         assert time.monotonic() < deadline, "the warm container did not stop after its idle time"
         time.sleep(1)  # it stops itself after 4 s without an exec, and removes itself
+
+
+def test_a_warm_container_of_the_slot_that_vanishes_while_listed_does_not_fail_the_build(
+    dk: Docker, lock: Lockfile, store: Store, profile_settings: Settings, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another key's container of the same crate and target idling out (--rm) between the listing
+    and its inspect: docker-py's full listing raised its 404 as the build's error."""
+    crate = copy_crate(HELLO, tmp_path)
+    settings = dataclasses.replace(profile_settings, out=tmp_path / "out")
+    first = build(dk, lock, store, settings, crate, [])
+    [warm] = [c for c in _warm_containers(dk) if str(crate) in str(c.attrs["Mounts"])]
+    slot = warm.labels[f"{WARM_LABEL}.slot"]
+    other = dk.client.containers.run(warm.image.id, ["sleep", "600"], detach=True, auto_remove=True,
+                                     labels={f"{LABEL_PREFIX}.project": "compatbuild", WARM_LABEL: "another key",
+                                             f"{WARM_LABEL}.slot": slot})
+    get = ContainerCollection.get
+
+    def vanished(self: ContainerCollection, ref: str) -> Any:
+        if ref == other.id:
+            raise docker.errors.NotFound(f"No such container: {ref}")
+        return get(self, ref)
+
+    monkeypatch.setattr(ContainerCollection, "get", vanished)
+    source = crate / "src" / "lib.rs"
+    source.write_text(source.read_text() + "\n// an edit\n")
+    again = build(dk, lock, store, settings, crate, [])
+    assert again.libraries == first.libraries
+    monkeypatch.undo()
+    assert other.id not in {c["Id"] for c in dk.client.api.containers(all=True)}  # a stale key's: stopped
 
 
 def test_no_warm_builds_in_a_new_container_and_a_rebuild_after_idle_makes_a_new_one(

@@ -47,14 +47,15 @@ def _build(crate: Path, env: dict[str, str]) -> list[str]:
 
 def _orphans(dk: Docker, pid: int) -> list[str]:
     """The containers ``pid`` left that are not in use: a running warm container is the next build's."""
-    found = dk.client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.pid={pid}"})
-    return [str(c.id) for c in found if not (WARM_LABEL in c.labels and c.status == "running")]
+    found = dk.client.api.containers(all=True, filters={"label": f"{LABEL_PREFIX}.pid={pid}"})
+    return [str(c["Id"]) for c in found if not (WARM_LABEL in (c.get("Labels") or {}) and c["State"] == "running")]
 
 
 def _warm(dk: Docker, crate: Path) -> list[str]:
-    """The running warm containers that mount ``crate``."""
-    return [str(c.id) for c in dk.client.containers.list(filters={"label": WARM_LABEL})
-            if any(m.get("Source") == str(crate) for m in c.attrs.get("Mounts", []))]
+    """The running warm containers that mount ``crate`` (the listing's own fields: one idling out
+    meanwhile is not inspected after it is gone)."""
+    return [str(c["Id"]) for c in dk.client.api.containers(filters={"label": WARM_LABEL})
+            if any(m.get("Source") == str(crate) for m in c.get("Mounts") or [])]
 
 
 def _requests(settings: Settings, crate: Path) -> list[str]:
