@@ -138,7 +138,7 @@ def replay(run: Run, *, value: bool = True) -> Hit | None:
                 or any(env_digest(k) != v for k, v in record["env"].items())
                 or any(image_id(tag) != i for tag, i in record["images"].items())):
             return None
-        recorded = pickle.loads(base64.b64decode(record["value"])) if value else None  # noqa: S301 - our cache's
+        recorded = _unpickle(record) if value else None
         lines = [(int(s), str(text)) for s, text in record["lines"]]
     except Exception:  # noqa: BLE001 - no record, an old or damaged one: the whole run decides
         return None
@@ -147,7 +147,11 @@ def replay(run: Run, *, value: bool = True) -> Hit | None:
 
 def value_of(record: Path) -> Any:
     """The value a record file holds, unchecked (for tools that read a plan: the benchmark's floors)."""
-    return pickle.loads(base64.b64decode(json.loads(record.read_bytes())["value"]))  # noqa: S301 - our cache's
+    return _unpickle(json.loads(record.read_bytes()))
+
+
+def _unpickle(record: Mapping[str, Any]) -> Any:
+    return pickle.loads(base64.b64decode(record["value"]))  # noqa: S301 - our own cache's bytes
 
 
 def play(hit: Hit) -> Any:

@@ -121,8 +121,6 @@ class Stamped(NamedTuple):
 
 def fresh_outputs(target: Path, wanted: dict[str, object]) -> Stamped | None:
     """The stamped build when its inputs equal ``wanted`` and its copies are intact."""
-    from tasks.elf.fixup import FixupReport  # read only on a hit: the head start's path stays light
-
     stamp = read_stamp(target, STAMP)
     if not isinstance(stamp, dict) or stamp.get("inputs") != json.loads(json.dumps(wanted)):
         return None
@@ -137,6 +135,8 @@ def fresh_outputs(target: Path, wanted: dict[str, object]) -> Stamped | None:
         if not p.is_file() or sha256_file(p) != entry[1]:
             return None
         found.append(p)
+    from tasks.elf.fixup import FixupReport  # only on a hit: an edited build's head start stays light
+
     try:
         reports = tuple(FixupReport.from_dict(f) for f in fixups)
     except (KeyError, TypeError, ValueError):

@@ -446,7 +446,7 @@ class Docker:
                     for _ in started.chunks():
                         pass  # another command than this build's: it ends before ours starts
                     started.exit_code()  # and is done with (a runner's request folder removed)
-                target = runner.target_of({k: dict(v) for k, v in volumes.items()})
+                target = runner.target_of(volumes)
                 begun = runner.start(spec, target) if target is not None else None  # no exec's ~55 ms
                 if begun is not None:
                     return _finished(c, begun, on_stderr)

@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from queue import SimpleQueue
 from typing import NamedTuple
 from urllib.parse import quote
@@ -127,12 +127,10 @@ class Started:
         self._stderr: SimpleQueue[bytes | None] = SimpleQueue()
         self._reader: threading.Thread | None = None
 
-    def _start_reading(self, *args: object) -> None:
-        self._reader = threading.Thread(target=self._read, args=args, daemon=True)
+    def _start_reading(self, read: Callable[[], None]) -> None:
+        """Run ``read`` (it fills ``stdout`` and the stderr queue, and ends the queue) in a thread."""
+        self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
-
-    def _read(self, *args: object) -> None:
-        raise NotImplementedError
 
     def chunks(self) -> Iterator[bytes]:
         """stderr as it comes, from the start (what came before this was asked, first), to the output's end."""
@@ -150,11 +148,9 @@ class ExecStarted(Started):
     def __init__(self, spec: Exec, exec_id: str, sock: socket.socket, first: bytes) -> None:
         super().__init__(spec)
         self.exec_id = exec_id
-        self._start_reading(sock, first)
+        self._start_reading(lambda: self._read(sock, first))
 
-    def _read(self, *args: object) -> None:
-        sock, data = args
-        assert isinstance(sock, socket.socket) and isinstance(data, bytes)
+    def _read(self, sock: socket.socket, data: bytes) -> None:
         try:
             with sock:
                 sock.settimeout(STREAM_TIMEOUT)

@@ -24,6 +24,7 @@ import select
 import shlex
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from tasks.atomic import pid_alive
@@ -82,10 +83,10 @@ class RunnerStarted(Started):
     def __init__(self, spec: Exec, request: Path, out: int, err: int) -> None:
         super().__init__(spec)
         self.request = request
-        self._start_reading(out, err)
+        self._start_reading(lambda: self._read(out, err))
 
-    def _read(self, *args: object) -> None:
-        fds = {fd: kind for fd, kind in zip(args, (1, 2), strict=True) if isinstance(fd, int)}
+    def _read(self, out: int, err: int) -> None:
+        fds = {out: 1, err: 2}
         poll = select.poll()
         for fd in fds:
             poll.register(fd, select.POLLIN)
@@ -131,8 +132,9 @@ def start(spec: Exec, target: Path) -> RunnerStarted | None:
     """``spec`` begun by the runner of its container, which mounts ``target`` at /target; None when
     that runner is not listening or does not begin it in time (run ``docker exec`` instead)."""
     home = target / HOME
+    wake_path = home / f"{spec.container}.wake"
     try:
-        wake = os.open(home / f"{spec.container}.wake", os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: no reader
+        wake = os.open(wake_path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: no reader
     except OSError:
         return None
     request = home / os.urandom(16).hex()
@@ -148,7 +150,7 @@ def start(spec: Exec, target: Path) -> RunnerStarted | None:
         os.write(wake, f"{request.name}\n".encode())  # one line, under PIPE_BUF: never interleaved
         deadline = time.monotonic() + ACK_DEADLINE
         while not (request / "began").exists():
-            if time.monotonic() > deadline or not os.path.exists(home / f"{spec.container}.wake"):
+            if time.monotonic() > deadline or not wake_path.exists():
                 raise TimeoutError  # not begun in time, or its container is stopping (PID 1 removed the FIFO)
             time.sleep(0.002)
     except (OSError, ValueError):  # TimeoutError among them: a runner that does not answer is not used
@@ -162,7 +164,7 @@ def start(spec: Exec, target: Path) -> RunnerStarted | None:
     return RunnerStarted(spec, request, fds[0], fds[1])
 
 
-def target_of(volumes: dict[str, dict[str, str]]) -> Path | None:
+def target_of(volumes: Mapping[str, Mapping[str, str]]) -> Path | None:
     """The host folder mounted at /target, where the runner listens; None when nothing is."""
     return next((Path(host) for host, bind in volumes.items() if bind.get("bind") == "/target"), None)
 
