@@ -2,7 +2,8 @@
 ``download verify``, a cached ``smoke`` and a no-change ``build`` on both backends vs
 ``invoke --list``; and the one-line-edit build loop on both backends vs native cargo (the
 docker backend in its warm container, with and without its head start), beside their floors: the
-same cargo by ``docker exec`` and cargo-zigbuild by hand. Interleaved in one run, medians."""
+same cargo by ``docker exec``, cargo-zigbuild by hand, and the cargo it runs by hand. Interleaved
+in one run, medians."""
 
 from __future__ import annotations
 
@@ -83,6 +84,16 @@ def run(work: Path) -> list[h.Row]:
                        check=True)
         return time.perf_counter() - started
 
+    zig_cargo = zig_plan.cargo
+    assert zig_cargo is not None, "the zig build recorded no cargo (tasks/backends/zig.py CARGO_SHIM)"
+
+    def zig_cargo_by_hand() -> float:  # what the zig head start runs: cargo with cargo-zigbuild's environment
+        h.edit(source)
+        started = time.perf_counter()
+        subprocess.run(list(zig_cargo.argv), cwd=zig_cargo.cwd, env=zig_cargo.environment(), capture_output=True,
+                       check=True)
+        return time.perf_counter() - started
+
     def without_head_start() -> float:  # the pipeline starts cargo itself
         for plan in docker_plans:
             plan.unlink(missing_ok=True)
@@ -90,7 +101,8 @@ def run(work: Path) -> list[h.Row]:
 
     loop = h.interleave(11, native=lambda: edited(native, None, crate), ours=lambda: edited(build, env, h.ROOT),
                         zig=lambda: edited(zig, zig_env, h.ROOT), cold=without_head_start,
-                        by_exec=lambda: edited(by_exec, None, h.ROOT), zig_by_hand=zig_by_hand)
+                        by_exec=lambda: edited(by_exec, None, h.ROOT), zig_by_hand=zig_by_hand,
+                        zig_cargo=zig_cargo_by_hand)
     lst = start["listing"]
 
     def vs_list(what: str, key: str) -> h.Row:
@@ -115,4 +127,7 @@ def run(work: Path) -> list[h.Row]:
         ("floor: cargo-zigbuild run by hand with the plan's arguments, one line edited",
          f"{loop['zig_by_hand']:.2f} s", f"native cargo {loop['native']:.2f} s",
          f"{loop['zig_by_hand'] / loop['native']:.2f}x native"),
+        ("floor: the cargo cargo-zigbuild runs, by hand with its environment (what the zig head start runs)",
+         f"{loop['zig_cargo']:.2f} s", f"native cargo {loop['native']:.2f} s",
+         f"{loop['zig_cargo'] / loop['native']:.2f}x native"),
     ]

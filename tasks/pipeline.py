@@ -29,7 +29,7 @@ from tasks.atomic import write_atomic
 from tasks.backends import docker as docker_backend
 from tasks.backends import fetch, uptodate, zigtools
 from tasks.backends import zig as zig_backend
-from tasks.backends.headstart import HeadStart
+from tasks.backends.headstart import HeadStart, ProcessPlan
 from tasks.backends.outputs import (
     MARKER,
     RECORD,
@@ -197,7 +197,7 @@ def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *,
     ``on_line``, progress to ``log``; ``fix_weak`` runs the weak-version fix-up on each
     library. The result carries each library's audit (:func:`audit`); nothing is raised for
     a violation here, :func:`tasks.elf.report.raise_on_violation` does that. ``early``: this
-    build's head start (:mod:`tasks.backends.headstart`), for the docker backend to take.
+    build's head start (:mod:`tasks.backends.headstart`), for the backend to take.
     """
     opts = BuildOptions(release=release, features=features, extra_args=tuple(extra_args), out=out,
                         fix_weak=fix_weak)
@@ -205,7 +205,7 @@ def build(dk: Docker | None, lock: Lockfile, settings: Settings, crate: Path, *,
         inputs_ready(lock, settings, zigtools.ARTIFACTS, log)
         tools = zigtools.install(lock, Store(settings.cache), settings.cache, log=log)
         result = zig_backend.build_crate(lock, settings, crate, opts, tools=tools, log=log, on_line=on_line,
-                                         early=early.process() if early else None)
+                                         early=early)
     else:
         if dk is None:
             raise DockerError("the docker backend needs the Docker daemon; `--backend zig` builds without it")
@@ -243,13 +243,15 @@ def plan_watch(settings: Settings, lock: Lockfile, result: BuildResult) -> memo.
     """What a build's plan (:mod:`tasks.backends.headstart`) was worked out from, beyond the
     settings and arguments that key it: the lockfile, the crate's manifests, Cargo.lock and cargo
     config (:class:`tasks.backends.sources.Sources`); for docker the fetch stamp, the daemon and the
-    builder image; for zig what :func:`_zig_grounds` says, and every environment variable (its plan
-    runs in this process's environment)."""
+    builder image; for zig what :func:`_zig_grounds` says, the wrappers its recorded cargo is told of
+    (:meth:`~tasks.backends.headstart.ProcessPlan.named_files`), and every environment variable (its
+    plan runs in this process's environment)."""
     sources = find_sources(result.crate)
     inputs = (lock.path, *sources.manifests, sources.workspace / "Cargo.lock")
     if settings.backend == "zig":
         files, _ = _zig_grounds(settings, lock, result)
-        return memo.Watch((*inputs, *files), (), ("*",))
+        named = result.plan.named_files() if isinstance(result.plan, ProcessPlan) else ()
+        return memo.Watch((*inputs, *files, *named), (), ("*",))
     stamp = fetch.stamp_path(cargo_home(settings), result.image_tag, sources)
     return memo.Watch((*inputs, stamp), (), DOCKER_ENV, (result.image_tag,))
 

@@ -13,13 +13,17 @@ for zig the toolchain files and every environment variable. Two kinds of plan:
   When the sources differ from the stamp (the pipeline's own check), the command is started
   at once by the container's resident runner (:mod:`tasks.builder.runner`), else by an exec
   over the local daemon's socket (:mod:`tasks.builder.engine`), its output held back.
-- :class:`ProcessPlan`, a zig build's: cargo-zigbuild's arguments, folder and environment;
-  started at once as a child (:func:`tasks.proc.start`), its output held back.
+- :class:`ProcessPlan`, a zig build's: cargo-zigbuild's arguments, folder and environment, and
+  the cargo it ran, as it ran it (recorded by compatbuild's ``$CARGO`` for it, :mod:`tasks.backends.zig`);
+  that cargo is started at once as a child (:func:`tasks.proc.start`), its output held back.
+  cargo-zigbuild's own work before cargo (``rustc -vV``, ``zig version`` twice, two ``zig cc -E``
+  probes, its wrapper scripts: ~80 ms) is skipped: what it hands cargo depends only on what
+  the plan watches (its arguments, every variable, the toolchain files and those wrappers).
 
 ::
 
     early = headstart.start(plan_run)        # a few ms; HeadStart(): no plan, nothing started
-    try: ...the whole pipeline, as without it...   # backend(..., early=early.exec() / .process())
+    try: ...the whole pipeline, as without it...   # backend(..., early=early.exec() / early)
     finally: early.close()                   # a zig run nobody took is stopped
     headstart.save(plan_run, watch, early, result.plan)
 
@@ -59,7 +63,8 @@ class Plan(NamedTuple):
 
 class ProcessPlan(NamedTuple):
     """What a zig build ran on this machine (cargo-zigbuild): its arguments, folder and deadline, and
-    its environment as this process's less ``unset`` with ``set`` (its plan depends on every variable)."""
+    its environment as this process's less ``unset`` with ``set`` (its plan depends on every variable);
+    ``cargo``: the cargo that run ran, the same way (None: not recorded; the head start runs cargo-zigbuild)."""
 
     argv: tuple[str, ...]
     cwd: Path
@@ -67,14 +72,26 @@ class ProcessPlan(NamedTuple):
     unset: tuple[str, ...]
     timeout: float
     what: str
+    cargo: ProcessPlan | None = None
 
     @staticmethod
-    def of(argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, timeout: float, what: str) -> ProcessPlan:
+    def of(argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, timeout: float, what: str,
+           cargo: ProcessPlan | None = None) -> ProcessPlan:
         return ProcessPlan(tuple(argv), cwd, {k: v for k, v in env.items() if os.environ.get(k) != v},
-                           tuple(sorted(k for k in os.environ if k not in env)), timeout, what)
+                           tuple(sorted(k for k in os.environ if k not in env)), timeout, what, cargo)
 
     def environment(self) -> dict[str, str]:
         return {**{k: v for k, v in os.environ.items() if k not in self.unset}, **self.set}
+
+    def first(self) -> ProcessPlan:
+        """What a head start runs: the recorded cargo, else cargo-zigbuild itself."""
+        return self.cargo or self
+
+    def named_files(self) -> tuple[Path, ...]:
+        """The files its recorded cargo's variables name (cargo-zigbuild's linker and cc wrappers, its
+        cmake toolchain file): a plan that starts that cargo depends on them too."""
+        values = self.cargo.set.values() if self.cargo else ()
+        return tuple(sorted({Path(v) for v in values if v.startswith("/") and Path(v).is_file()}))
 
 
 class HeadStart(NamedTuple):
@@ -88,9 +105,18 @@ class HeadStart(NamedTuple):
         """The command started in the warm container (by its runner or docker exec), for the docker backend to take."""
         return self.started if isinstance(self.started, engine.Started) else None
 
-    def process(self) -> proc.Running | None:
-        """The program started, for the zig backend to take."""
-        return self.started if isinstance(self.started, proc.Running) else None
+    def process(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> proc.Running | None:
+        """The program started here, when it is what the zig build that runs ``argv`` in ``cwd`` with
+        ``env`` (cargo-zigbuild) starts first (:meth:`ProcessPlan.first`); any other is stopped (None)."""
+        started, plan = self.started, self.plan
+        if not isinstance(started, proc.Running):
+            return None
+        if isinstance(plan, ProcessPlan) and (plan.argv, plan.cwd, plan.environment()) == (tuple(argv), cwd, dict(env)):
+            first = plan.first()
+            if (started.argv, started.cwd, started.env) == (first.argv, first.cwd, first.environment()):
+                return started
+        started.kill()  # started from a plan this build did not arrive at: its output is not this build's
+        return None
 
     def close(self) -> None:
         """Stop a program started here that the build did not take (an error came first)."""
@@ -102,10 +128,11 @@ def start(run: memo.Run) -> HeadStart:
     """The recorded plan of ``run``'s build, and its run started when there is something to build."""
     hit = memo.replay(run)
     plan = hit.value if hit is not None else None
-    if isinstance(plan, ProcessPlan):  # zig: the build ran cargo-zigbuild, as the next one will
+    if isinstance(plan, ProcessPlan):  # zig: the build ran cargo-zigbuild, and it cargo, as the next one will
+        first = plan.first()
         try:
-            return HeadStart(plan, proc.start(plan.argv, what=plan.what, timeout=plan.timeout, cwd=plan.cwd,
-                                              env=plan.environment()))
+            return HeadStart(plan, proc.start(first.argv, what=first.what, timeout=first.timeout, cwd=first.cwd,
+                                              env=first.environment()))
         except CompatError:
             return HeadStart(plan)  # the pipeline runs it, and says why it cannot
     if not isinstance(plan, Plan) or plan.user != f"{os.getuid()}:{os.getgid()}":

@@ -29,9 +29,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tasks import arches
+from tasks.atomic import write_atomic
 from tasks.backends.crate import ADD_CDYLIB, CrateInfo, inspect_crate
 from tasks.backends.fetch import cargo_error
-from tasks.backends.headstart import ProcessPlan
+from tasks.backends.headstart import HeadStart, ProcessPlan
 from tasks.backends.outputs import (
     BuildOptions,
     BuildResult,
@@ -47,14 +48,30 @@ from tasks.backends.outputs import (
 from tasks.backends.zigtools import ZigTools
 from tasks.errors import CargoError, CrateError, RustStdError, ToolError
 from tasks.inputs.lockfile import Lockfile
-from tasks.proc import Running, last_line, start
+from tasks.proc import last_line, start
 from tasks.proc import run as proc_run
 from tasks.settings import Settings
+from tasks.store import digest_of
 
 TRIPLE = arches.X86_64.rust_triple  # the default target's; a target's own is arches.get(arch).rust_triple
 _HOST_PKG_CONFIG = ("PKG_CONFIG_PATH_", "PKG_CONFIG_LIBDIR_", "PKG_CONFIG_SYSROOT_DIR_", "HOST_PKG_CONFIG",
                     "TARGET_PKG_CONFIG")  # the pkg-config crate's per-target variants
 BUILD_DEADLINE = 4 * 3600.0  # seconds one cargo-zigbuild run may take (then it is killed)
+# The cargo cargo-zigbuild runs ($CARGO; it takes CARGO out of cargo's own environment): record the
+# arguments and environment cargo gets, for the next build's head start to run that cargo itself
+# (tasks/backends/headstart.py), then be the real one (the user's $CARGO, else cargo on PATH).
+CARGO_SHIM = """#!/bin/sh
+# compatbuild: the cargo cargo-zigbuild runs (tasks/backends/zig.py)
+record=$COMPATBUILD_CARGO_RECORD cargo=${COMPATBUILD_CARGO:-cargo} for=$COMPATBUILD_CARGO_FOR
+unset COMPATBUILD_CARGO_RECORD COMPATBUILD_CARGO COMPATBUILD_CARGO_FOR
+[ -z "$record" ] || (umask 077 && { printf '%s\\n%s\\n' "$for" "$#" && printf '%s\\0' "$@" && env -0; } \\
+    > "$record.$$" && mv -f "$record.$$" "$record") 2>/dev/null
+exec "$cargo" "$@"
+"""
+# The record (mode 0600, in the zig target dir): which run it is of (COMPATBUILD_CARGO_FOR, a digest of
+# cargo-zigbuild's arguments, folder and environment), cargo's arguments and environment. Removed once
+# read; the plan keeps only what differs from this process's environment (headstart.ProcessPlan.of).
+RECORD = ".compatbuild-cargo"
 Log = Callable[[str], None]
 
 
@@ -128,12 +145,13 @@ def check_rust_std(env: Mapping[str, str], triple: str = TRIPLE, cwd: Path | Non
 
 
 def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOptions, *, tools: ZigTools,
-                log: Log = print, on_line: Log = print, early: Running | None = None) -> BuildResult:
+                log: Log = print, on_line: Log = print, early: HeadStart | None = None) -> BuildResult:
     """Build ``crate``'s cdylibs with cargo-zigbuild for the lockfile target's glibc.
 
-    The result carries the plan of the cargo-zigbuild run, for the next build's head start;
-    ``early`` is this build's (:mod:`tasks.backends.headstart`), taken when it is the very run
-    this build arrives at (same arguments, folder and environment), else stopped first.
+    The result carries the plan of the cargo-zigbuild run and of the cargo it ran, for the next
+    build's head start; ``early`` is this build's (:mod:`tasks.backends.headstart`): its run is
+    taken when it is what the cargo-zigbuild run this build arrives at (same arguments, folder
+    and environment) starts first, else stopped first.
 
     Raises ZigTargetError (a glibc the pinned zig cannot target), RustStdError (no std for
     the triple), CrateError, CargoError (cargo failed), OutputError, FixupError.
@@ -161,12 +179,19 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
            *cargo_flags(info, opts)]
     log(f"Building {info.name} with zig for {triple} glibc {glibc} ({tools.versions})")
     what = f"building {info.name} with zig"
+    env.update(CARGO=str(cargo_shim(settings)), COMPATBUILD_CARGO=os.environ.get("CARGO") or "cargo",
+               COMPATBUILD_CARGO_RECORD=str(tdir / RECORD))
+    run_id = digest_of({"argv": cmd, "cwd": str(info.root), "env": env})  # which run a record is of
+    env["COMPATBUILD_CARGO_FOR"] = run_id
     preload()
-    if early is not None and (early.argv, early.cwd, early.env) != (tuple(cmd), info.root, env):
-        early.kill()  # started from a plan this build did not arrive at: its output is not this build's
-        early = None
-    running = early or start(cmd, what=what, timeout=BUILD_DEADLINE, cwd=info.root, env=env)
-    status, stdout, stderr = running.finish(on_line)
+    taken = early.process(cmd, info.root, env) if early is not None else None
+    status, stdout, stderr = (taken or start(cmd, what=what, timeout=BUILD_DEADLINE, cwd=info.root, env=env)).finish(
+        on_line)
+    if taken is not None and early is not None and isinstance(early.plan, ProcessPlan) and early.plan.cargo:
+        cargo: ProcessPlan | None = early.plan.cargo  # that cargo itself ran: the same one again
+    else:  # the cargo this cargo-zigbuild run ran
+        cargo = _recorded_cargo(tdir / RECORD, run_id, info.root, what)
+    plan = ProcessPlan.of(cmd, info.root, env, timeout=BUILD_DEADLINE, what=what, cargo=cargo)
     if status != 0:
         raise CargoError(f"cargo-zigbuild build of {info.name} failed: {cargo_error(stderr, status)}")
     built = [Path(p) for p in cdylib_files(stdout)]
@@ -181,7 +206,39 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
     sysroot = std.parents[3]  # <sysroot>/lib/rustlib/<triple>/lib
     return dataclasses.replace(result, toolchain=(tools.zig, tools.cargo_zigbuild, sysroot / "bin" / "rustc",
                                                   sysroot / "bin" / "cargo", std),
-                               plan=ProcessPlan.of(cmd, info.root, env, timeout=BUILD_DEADLINE, what=what))
+                               plan=plan)
+
+
+def cargo_shim(settings: Settings) -> Path:
+    """compatbuild's ``$CARGO`` for cargo-zigbuild (:data:`CARGO_SHIM`), written once into the cache."""
+    shim = settings.cache / "zig" / "cargo-shim.sh"
+    try:
+        if shim.read_text() == CARGO_SHIM:
+            return shim
+    except OSError:
+        pass
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(shim, CARGO_SHIM.encode(), mode=0o755)
+    return shim
+
+
+def _recorded_cargo(record: Path, run_id: str, cwd: Path, what: str) -> ProcessPlan | None:
+    """The cargo that the cargo-zigbuild run ``run_id`` ran (its arguments and environment, as
+    :data:`CARGO_SHIM` recorded them), to start in cargo-zigbuild's place; None when the record
+    is another run's, or none, or it does not read as one."""
+    try:
+        data = record.read_bytes()
+        record.unlink()  # it holds every variable's value: kept no longer than it takes to read it
+        of, count, rest = data.decode().split("\n", 2)
+        fields = rest.split("\0")
+        args, entries = fields[:int(count)], [f for f in fields[int(count):] if f]
+    except (OSError, ValueError):
+        return None
+    env = dict(e.split("=", 1) for e in entries if "=" in e)
+    if of != run_id or len(args) != int(count) or not env.get("PATH"):
+        return None
+    env.pop("_", None)  # the shell's last command, as sh saw it: not cargo's business
+    return ProcessPlan.of([os.environ.get("CARGO") or "cargo", *args], cwd, env, timeout=BUILD_DEADLINE, what=what)
 
 
 def zig_target_dir(settings: Settings, lock: Lockfile, info: CrateInfo) -> Path:

@@ -320,7 +320,10 @@ def test_an_edited_zig_build_takes_the_run_its_head_start_began(
     says = "compatbuild, built by zig from its head start"  # long: kept in .rodata as is
     _zig_edit(crate, says)
     early = headstart.start(run)
-    assert early.plan == first.plan and early.process() is not None
+    assert early.plan == first.plan and isinstance(early.started, proc.Running)
+    assert first.plan.cargo is not None and early.started.argv[:2] == ("cargo", "build")  # cargo-zigbuild's cargo
+    linker = Path(first.plan.cargo.set["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER"])
+    assert linker in first.plan.named_files() and "zigcc" in linker.name
     own: list[object] = []
     monkeypatch.setattr(zig_backend, "start", lambda *a, **k: own.append(a))  # the build's own run: none
     lines: list[str] = []
@@ -328,8 +331,60 @@ def test_an_edited_zig_build_takes_the_run_its_head_start_began(
     assert own == [] and says.encode() in again.libraries[0].read_bytes()
     assert next(i for i, ln in enumerate(lines) if ln.startswith("Building hello")) < next(
         i for i, ln in enumerate(lines) if "Compiling hello" in ln)  # said in the order it always is
+    again_plan = again.plan
+    assert isinstance(again_plan, headstart.ProcessPlan) and again_plan == first.plan  # the same cargo, kept
     monkeypatch.setenv("COMPATBUILD_TEST_NEW_VARIABLE", "1")  # the plan ran in the environment it was made in
     assert headstart.start(run) == headstart.HeadStart()
+    monkeypatch.delenv("COMPATBUILD_TEST_NEW_VARIABLE")
+    linker.write_bytes(linker.read_bytes())  # cargo-zigbuild's wrapper rewritten: cargo is told of it
+    assert headstart.start(run) == headstart.HeadStart()
+
+
+def test_no_variable_value_of_the_users_is_kept_by_a_zig_plan(
+        centos7: lockfile.Lockfile, zig_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "Hunter2-zig-plan-token"
+    monkeypatch.setenv("COMPATBUILD_TEST_TOKEN", token)
+    crate = tmp_path / "hello"
+    shutil.copytree(CRATES["hello"], crate, ignore=shutil.ignore_patterns("target"))
+    settings = dataclasses.replace(zig_settings, out=tmp_path / "out")
+    first, run = _planned(centos7, settings, crate)
+    assert isinstance(first.plan, headstart.ProcessPlan) and first.plan.cargo is not None
+    assert first.plan.cargo.environment()["COMPATBUILD_TEST_TOKEN"] == token  # cargo still gets it
+    tdir = zig_backend.zig_target_dir(settings, centos7, first.crate)
+    kept = [p for p in [*tdir.glob(".*"), *(settings.cache / "memo").iterdir()] if p.is_file()]
+    assert run.path in kept and not [p for p in kept if token.encode() in p.read_bytes()]
+
+
+def test_the_cargo_record_is_read_only_whole(tmp_path: Path) -> None:
+    """What the shim wrote (the run it is of, an argument count, the arguments, the environment,
+    NUL-separated) for this very run, or nothing; gone once read, whatever it held."""
+    record = tmp_path / zig_backend.RECORD
+    assert zig_backend._recorded_cargo(record, "run", tmp_path, "x") is None  # none written
+    good = b"run\n2\nbuild\0--release\0PATH=/usr/bin\0_=/bin/sh\0"
+    record.write_bytes(good)
+    cargo = zig_backend._recorded_cargo(record, "run", tmp_path, "x")
+    assert cargo is not None and cargo.argv[1:] == ("build", "--release") and cargo.environment()["PATH"] == "/usr/bin"
+    assert "_" not in cargo.environment() and not record.exists()
+    for bad in (good.replace(b"run", b"another run", 1), b"run\n3\nbuild\0", b"run\nx\nbuild\0PATH=/usr/bin\0",
+                b"run\n1\nbuild\0", b"run\n\xff\n", b"run\n"):
+        record.write_bytes(bad)  # another run's, cut short, garbled, no environment, not text
+        assert zig_backend._recorded_cargo(record, "run", tmp_path, "x") is None, bad
+        assert not record.exists()
+
+
+def test_the_cargo_shim_records_what_cargo_gets_and_runs_it(zig_settings: Settings, tmp_path: Path) -> None:
+    shim = zig_backend.cargo_shim(dataclasses.replace(zig_settings, cache=tmp_path / "cache"))
+    record = tmp_path / "record"
+    env = {"PATH": os.environ["PATH"], "COMPATBUILD_CARGO": "echo", "COMPATBUILD_CARGO_RECORD": str(record),
+           "COMPATBUILD_CARGO_FOR": "run", "KEPT": "a b"}
+    done = subprocess.run([str(shim), "build", "two words", ""], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout == "build two words \n"  # the real one ran, with the very arguments
+    assert record.stat().st_mode & 0o077 == 0  # every variable's value: the user's alone
+    cargo = zig_backend._recorded_cargo(record, "run", tmp_path, "x")
+    assert cargo is not None and cargo.argv[1:] == ("build", "two words", "")
+    seen = cargo.environment()
+    assert seen["KEPT"] == "a b" and not any(k.startswith("COMPATBUILD_CARGO") for k in seen)
+    assert not list(tmp_path.glob("record.*"))  # no temporary left
 
 
 def test_a_zig_head_start_the_build_did_not_arrive_at_is_stopped(
