@@ -1,6 +1,7 @@
 """compatbuild benchmarks: ratios measured in one run, printed as Markdown tables.
 
-    python -m bench [startup] [inputs] [image] [build] [linkers] [backends] [registry]   (or: nox -s bench -- inputs)
+    python -m bench [startup] [uptodate] [inputs] [image] [build] [linkers] [backends] [registry]
+    (or: nox -s bench -- inputs)
     python -m bench --help                                                     (or: --list)
 
 These machines are noisy, so every number is compared with a baseline measured in the same
@@ -17,10 +18,10 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import backends, build, harness, image, inputs, linkers, registry, startup  # noqa: E402
+from bench import backends, build, harness, image, inputs, linkers, registry, startup, uptodate  # noqa: E402
 
-BENCHMARKS: dict[str, ModuleType] = {"startup": startup, "inputs": inputs, "image": image, "build": build,
-                                     "linkers": linkers, "backends": backends, "registry": registry}
+BENCHMARKS: dict[str, ModuleType] = {"startup": startup, "uptodate": uptodate, "inputs": inputs, "image": image,
+                                     "build": build, "linkers": linkers, "backends": backends, "registry": registry}
 
 
 def usage() -> str:
