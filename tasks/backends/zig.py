@@ -187,10 +187,11 @@ def build_crate(lock: Lockfile, settings: Settings, crate: Path, opts: BuildOpti
     taken = early.process(cmd, info.root, env) if early is not None else None
     status, stdout, stderr = (taken or start(cmd, what=what, timeout=BUILD_DEADLINE, cwd=info.root, env=env)).finish(
         on_line)
-    if taken is not None and early is not None and isinstance(early.plan, ProcessPlan) and early.plan.cargo:
-        cargo: ProcessPlan | None = early.plan.cargo  # that cargo itself ran: the same one again
+    planned = early.plan if taken is not None and early is not None else None  # the plan of the run taken
+    if isinstance(planned, ProcessPlan) and planned.cargo:
+        cargo: ProcessPlan | None = planned.cargo  # that cargo itself ran: the same one again
     else:  # the cargo this cargo-zigbuild run ran
-        cargo = _recorded_cargo(tdir / RECORD, run_id, info.root, what)
+        cargo = _recorded_cargo(tdir / RECORD, run_id, env["COMPATBUILD_CARGO"], info.root, what)
     plan = ProcessPlan.of(cmd, info.root, env, timeout=BUILD_DEADLINE, what=what, cargo=cargo)
     if status != 0:
         raise CargoError(f"cargo-zigbuild build of {info.name} failed: {cargo_error(stderr, status)}")
@@ -222,8 +223,8 @@ def cargo_shim(settings: Settings) -> Path:
     return shim
 
 
-def _recorded_cargo(record: Path, run_id: str, cwd: Path, what: str) -> ProcessPlan | None:
-    """The cargo that the cargo-zigbuild run ``run_id`` ran (its arguments and environment, as
+def _recorded_cargo(record: Path, run_id: str, cargo: str, cwd: Path, what: str) -> ProcessPlan | None:
+    """The ``cargo`` that the cargo-zigbuild run ``run_id`` ran (its arguments and environment, as
     :data:`CARGO_SHIM` recorded them), to start in cargo-zigbuild's place; None when the record
     is another run's, or none, or it does not read as one."""
     try:
@@ -238,7 +239,7 @@ def _recorded_cargo(record: Path, run_id: str, cwd: Path, what: str) -> ProcessP
     if of != run_id or len(args) != int(count) or not env.get("PATH"):
         return None
     env.pop("_", None)  # the shell's last command, as sh saw it: not cargo's business
-    return ProcessPlan.of([os.environ.get("CARGO") or "cargo", *args], cwd, env, timeout=BUILD_DEADLINE, what=what)
+    return ProcessPlan.of([cargo, *args], cwd, env, timeout=BUILD_DEADLINE, what=what)
 
 
 def zig_target_dir(settings: Settings, lock: Lockfile, info: CrateInfo) -> Path:

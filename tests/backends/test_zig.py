@@ -359,16 +359,16 @@ def test_the_cargo_record_is_read_only_whole(tmp_path: Path) -> None:
     """What the shim wrote (the run it is of, an argument count, the arguments, the environment,
     NUL-separated) for this very run, or nothing; gone once read, whatever it held."""
     record = tmp_path / zig_backend.RECORD
-    assert zig_backend._recorded_cargo(record, "run", tmp_path, "x") is None  # none written
+    assert zig_backend._recorded_cargo(record, "run", "cargo", tmp_path, "x") is None  # none written
     good = b"run\n2\nbuild\0--release\0PATH=/usr/bin\0_=/bin/sh\0"
     record.write_bytes(good)
-    cargo = zig_backend._recorded_cargo(record, "run", tmp_path, "x")
+    cargo = zig_backend._recorded_cargo(record, "run", "cargo", tmp_path, "x")
     assert cargo is not None and cargo.argv[1:] == ("build", "--release") and cargo.environment()["PATH"] == "/usr/bin"
     assert "_" not in cargo.environment() and not record.exists()
     for bad in (good.replace(b"run", b"another run", 1), b"run\n3\nbuild\0", b"run\nx\nbuild\0PATH=/usr/bin\0",
                 b"run\n1\nbuild\0", b"run\n\xff\n", b"run\n"):
         record.write_bytes(bad)  # another run's, cut short, garbled, no environment, not text
-        assert zig_backend._recorded_cargo(record, "run", tmp_path, "x") is None, bad
+        assert zig_backend._recorded_cargo(record, "run", "cargo", tmp_path, "x") is None, bad
         assert not record.exists()
 
 
@@ -380,7 +380,7 @@ def test_the_cargo_shim_records_what_cargo_gets_and_runs_it(zig_settings: Settin
     done = subprocess.run([str(shim), "build", "two words", ""], env=env, capture_output=True, text=True, check=True)
     assert done.stdout == "build two words \n"  # the real one ran, with the very arguments
     assert record.stat().st_mode & 0o077 == 0  # every variable's value: the user's alone
-    cargo = zig_backend._recorded_cargo(record, "run", tmp_path, "x")
+    cargo = zig_backend._recorded_cargo(record, "run", "cargo", tmp_path, "x")
     assert cargo is not None and cargo.argv[1:] == ("build", "two words", "")
     seen = cargo.environment()
     assert seen["KEPT"] == "a b" and not any(k.startswith("COMPATBUILD_CARGO") for k in seen)
